@@ -37,7 +37,7 @@ def parse(argv=None):
     p.add_argument("--seq-len", dest="seq_len", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
-    p.add_argument("--repeats", type=int, default=3, help="alternating measurements; best kept")
+    p.add_argument("--repeats", type=int, default=5, help="alternating measurements; best kept")
     p.add_argument("--steps-per-loop", dest="steps_per_loop", type=int, default=20)
     p.add_argument("--mixed-precision", dest="mixed_precision", default="float32",
                    choices=["float32", "bfloat16"])

@@ -24,6 +24,9 @@ def test_full_step_compiles_with_xla_in_bf16_with_static_shapes(tiny):
     assert "bf16[8,32,64]" in hlo  # activations in bf16, static batch x length x width
     assert "f32[256,64]" not in hlo or "f32[1024,64]" in hlo  # master weights stay float32
     assert all(v.dtype == "float32" for v in t.model.trainable_variables)
+    grads = [tf.zeros(v.shape, v.dtype) for v in t.model.trainable_variables]
+    update = t.compiled_update.experimental_get_compiler_ir(grads, tf.constant(1.0))(stage="hlo")
+    assert "f32[256,64]" in update  # the AdamW update of the float32 master weights, in XLA
     out = t.train_steps(4)
     assert out.steps_done == 4 and np.all(np.isfinite(out.losses))
     assert int(t.step.numpy()) == 4 and int(t.optimizer.iterations.numpy()) == 4
