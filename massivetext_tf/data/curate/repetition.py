@@ -29,8 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from massivetext_tf.data.curate.config import RepetitionConfig
-from massivetext_tf.data.curate.text import (TextView, covered_mask, duplicate_mask,
-                                             is_unspaced, ngram_hashes)
+from massivetext_tf.data.curate.text import TextView, covered_mask, is_unspaced, ngram_hashes
 
 
 def _duplicate_stats(segments: list[str]) -> tuple[float, float]:
@@ -44,10 +43,35 @@ def _duplicate_stats(segments: list[str]) -> tuple[float, float]:
         dup_chars / total_chars if total_chars else 0.0)
 
 
+def _largest_count_within(limit: float, longest: float, total_chars: int, cap: int) -> int:
+    """The largest count t in [0, cap] whose bound min(1, t * longest / total_chars) is
+    <= limit (the same float expression as the bound in `_top_ngram_fraction`)."""
+    def within(t):
+        return min(1.0, float(t) * longest / total_chars) <= limit
+    if within(cap):
+        return cap
+    t = min(cap, int(limit * total_chars / longest))
+    while t > 0 and not within(t):
+        t -= 1
+    while within(t + 1):
+        t += 1
+    return t
+
+
 def _top_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray, span_chars: np.ndarray,
                         total_chars: int, limit: float | None = None) -> float:
     """Exact fraction, or (when `limit` is given) an upper bound if that bound is <= limit."""
     s = np.sort(g)
+    if limit is not None:
+        # The most frequent n-gram covers at most top * (longest span) characters. Find the
+        # largest count `most` for which that bound is still within the limit; if no run of
+        # equal hashes is longer than max(most, 1), the rule passes without counting runs
+        # (one comparison of the sorted array with itself shifted, instead of run lengths).
+        longest = float(span_chars.max())
+        most = _largest_count_within(limit, longest, total_chars, len(s))
+        m = max(most, 1)
+        if m >= len(s) or not (s[m:] == s[:-m]).any():
+            return min(1.0, float(most) * longest / total_chars) if most >= 2 else 0.0
     boundaries = np.flatnonzero(s[1:] != s[:-1]) + 1
     run_starts = np.concatenate([[0], boundaries])
     counts = np.diff(np.concatenate([run_starts, [len(s)]]))
@@ -66,6 +90,23 @@ def _top_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray, span_chars: 
         covered = covered_mask(starts, n, len(lengths))
         best_frac = max(best_frac, float(lengths[covered].sum()) / total_chars)
     return best_frac
+
+
+def _duplicate_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray,
+                              total_chars: int) -> float:
+    """Fraction of characters covered by the n-grams (hashes `g`) that occur more than once."""
+    order = np.argsort(g, kind="quicksort")
+    s = g[order]
+    eq = s[1:] == s[:-1]
+    if not eq.any():
+        return 0.0  # no repeated n-gram (most documents): nothing is covered
+    dup_sorted = np.zeros(len(g), dtype=bool)  # == duplicate_mask(g), reusing the sort
+    dup_sorted[1:] |= eq
+    dup_sorted[:-1] |= eq
+    dup = np.empty(len(g), dtype=bool)
+    dup[order] = dup_sorted
+    starts = np.flatnonzero(dup)
+    return float(lengths[covered_mask(starts, n, len(lengths))].sum()) / total_chars
 
 
 def repetition_checks(view: TextView, config: RepetitionConfig, language: str = "en",
@@ -113,8 +154,7 @@ def repetition_checks(view: TextView, config: RepetitionConfig, language: str = 
         if total < n:
             yield f"duplicate_{n}gram", 0.0, True
             continue
-        starts = np.flatnonzero(duplicate_mask(grams(n)))
-        frac = float(lengths[covered_mask(starts, n, total)].sum()) / total_chars
+        frac = _duplicate_ngram_fraction(grams(n), n, lengths, total_chars)
         yield f"duplicate_{n}gram", frac, frac <= dup_limits[n]
         rest = order[i + 1:]
         if not exhaustive and (not rest or frac <= min(dup_limits[m] for m in rest)):
