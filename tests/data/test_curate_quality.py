@@ -166,3 +166,30 @@ def test_unspaced_alpha_rule_is_per_character():
     zh = "天下大事分久必合合久必分" * 7 + "1" * 84     # half letters, half digits
     assert quality_filter_reason(zh, QualityConfig(), "zh") is None
     assert quality_filter_reason(zh + "1", QualityConfig(), "zh") == "alpha_chars"
+
+
+def test_line_rules_match_their_regex_definitions_on_odd_whitespace():
+    # The line rules count on the stripped lines; they must agree with the per-line regexes
+    # on the original text, including lone dashes with trailing whitespace and \r, \x85, ...
+    import random
+    import re
+
+    from massivetext_tf.data.curate.quality import _line_checks
+    from massivetext_tf.data.curate.text import TextView
+
+    line = re.compile(r"^[^\S\n]*(\S(?:[^\n]*\S)?)", re.M)
+    bullet = re.compile(r"^[^\S\n]*(?:[•‣⁃◦●○▪▫■□➢➤►▶✓✔·]|[-*+–—](?=[^\S\n]))", re.M)
+    ellipsis = re.compile(r"(?:\.\.\.|…)[^\S\n]*$", re.M)
+    pieces = ["a", "b", " ", "\n", "\n\n", "\t", "\r", "\x0b", "\x85", "\u2028", "\u3000",
+              "-", "*", "+", "–", "—", "•", "·", ".", "...", "…"]
+    rng = random.Random(0)
+    config = QualityConfig()
+    for _ in range(5000):
+        t = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        view = TextView(t)
+        lines = line.findall(t)
+        assert view.lines == lines
+        got = {rule: value for rule, value, _ in _line_checks(view, config)}
+        expected = {"bullet_lines": len(bullet.findall(t)) / len(lines),
+                    "ellipsis_lines": len(ellipsis.findall(t)) / len(lines)} if lines else {}
+        assert got == expected, repr(t)

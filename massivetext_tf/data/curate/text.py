@@ -82,7 +82,8 @@ class TextView:
     @property
     def lines(self) -> list[str]:
         if self._lines is None:
-            self._lines = LINE.findall(self.text)
+            # == LINE.findall(text): str.strip() and the regex's \s are the same whitespace.
+            self._lines = [s for line in self.text.split("\n") if (s := line.strip())]
         return self._lines
 
     @property
