@@ -162,15 +162,19 @@ class CachedAttention(keras.layers.Layer):
         hidden = query_shape[-1]
         self.hidden_dim = hidden
         kv_shape = key_value_shape or query_shape
-        heads = (None, self.num_heads, self.key_dim)
-        self.query_dense = self._projection("query", "btd,dnh->btnh", heads)
-        self.key_dense = self._projection("key", "btd,dnh->btnh", heads)
-        self.value_dense = self._projection("value", "btd,dnh->btnh", heads)
-        self.output_dense = self._projection("attention_output", "btnh,nhd->btd", (None, hidden))
+        # Two-dimensional kernels `[hidden, heads * key_dim]`, heads split by a reshape after
+        # the product. With a `[hidden, heads, key_dim]` kernel XLA on CPU fuses the kernel's
+        # reshape into a one-token (matrix-vector) product and emits it as a plain loop, about
+        # 25x slower than its library call: that made every decoded token pay for it.
+        width = self.num_heads * self.key_dim
+        self.query_dense = self._projection("query", "btd,de->bte", (None, width))
+        self.key_dense = self._projection("key", "btd,de->bte", (None, width))
+        self.value_dense = self._projection("value", "btd,de->bte", (None, width))
+        self.output_dense = self._projection("attention_output", "bte,ed->btd", (None, hidden))
         self.query_dense.build(query_shape)
         self.key_dense.build(kv_shape)
         self.value_dense.build(kv_shape)
-        self.output_dense.build((None, None, self.num_heads, self.key_dim))
+        self.output_dense.build((None, None, width))
         if self.position_encoding == "relative":
             self.relative_kernel = self.add_weight(
                 name="relative_kernel",
@@ -186,14 +190,29 @@ class CachedAttention(keras.layers.Layer):
         self.built = True
 
     def relative_table(self, num_distances, bidirectional=False):
-        """Projected relative-position features `[n, heads, key_dim]` for distances
-        `0..n-1` (causal) or `-(n-1)..n-1` (bidirectional)."""
+        """Projected relative-position features `[heads, key_dim, n]` for distances
+        `0..n-1` (causal) or `-(n-1)..n-1` (bidirectional). Distances last: the layout the
+        score product `[.., key_dim] x [key_dim, n]` reads without a transpose, which matters
+        when the table is computed once and reused for every decoded token."""
         if bidirectional:
             distances = ops.arange(-(num_distances - 1), num_distances, dtype="int32")
         else:
             distances = ops.arange(num_distances, dtype="int32")
         features = ops.cast(sinusoid(distances, self.hidden_dim, self.max_wavelength), self.compute_dtype)
-        return ops.einsum("rd,dnh->rnh", features, ops.cast(self.relative_kernel, self.compute_dtype))
+        return ops.einsum("rd,dnh->nhr", features, ops.cast(self.relative_kernel, self.compute_dtype))
+
+    def _split_heads(self, x):
+        """`[batch, length, heads * key_dim]` -> `[batch, length, heads, key_dim]`."""
+        return ops.reshape(x, (ops.shape(x)[0], -1, self.num_heads, self.key_dim))
+
+    def key_values(self, source, offset=0):
+        """Keys and values `[batch, length, heads, key_dim]` of `source` (rotary keys rotated
+        as positions `offset, offset + 1, ...`)."""
+        key = self._split_heads(self.key_dense(source))
+        value = self._split_heads(self.value_dense(source))
+        if self.rotary is not None:
+            key = self.rotary(key, start_index=offset)
+        return key, value
 
     def _relative_logits(self, query, key_length, query_offset, relative_table):
         """(q + v)·W_r·R_{i-j} for every query i and key j: `[batch, heads, q, k]`.
@@ -208,11 +227,11 @@ class CachedAttention(keras.layers.Layer):
             # every position), so key_length distances cover all unmasked pairs.
             relative_table = self.relative_table(key_length, bidirectional=bidirectional)
         q = query + ops.cast(self.position_bias, query.dtype)
-        scores = ops.einsum("bqnh,rnh->bnqr", q, relative_table)  # column r: distance r
+        scores = ops.einsum("bqnh,nhr->bnqr", q, relative_table)  # column r: distance r
         query_length = query.shape[1]
         static_keys = key_length if isinstance(key_length, int) else None
         if not bidirectional and isinstance(query_offset, int) and query_offset == 0 and (
-            query_length is not None and query_length == static_keys == relative_table.shape[0]
+            query_length is not None and query_length == static_keys == relative_table.shape[-1]
         ):
             return _causal_shift(scores)
         if not bidirectional and query_length == 1:
@@ -222,7 +241,7 @@ class CachedAttention(keras.layers.Layer):
             flipped = ops.pad(flipped, [[0, 0], [0, 0], [0, 0], [0, key_length]])
             start = n - 1 - query_offset
             return ops.slice(flipped, [0, 0, 0, start], [ops.shape(scores)[0], self.num_heads, 1, key_length])
-        num_distances = ops.shape(relative_table)[0]
+        num_distances = ops.shape(relative_table)[-1]
         q_pos = ops.arange(ops.shape(query)[1], dtype="int32")[:, None] + query_offset
         k_pos = ops.arange(key_length, dtype="int32")[None, :]
         distance = q_pos - k_pos
@@ -251,15 +270,12 @@ class CachedAttention(keras.layers.Layer):
     ):
         is_cross = key_value is not None
         source = key_value if is_cross else query
-        q = self.query_dense(query)
+        q = self._split_heads(self.query_dense(query))
         offset = 0 if cache_update_index is None else cache_update_index
         if cache is not None and cache_update_index is None:
             key, value = cache[:, 0, ...], cache[:, 1, ...]
         else:
-            key = self.key_dense(source)
-            value = self.value_dense(source)
-            if self.rotary is not None:
-                key = self.rotary(key, start_index=offset)
+            key, value = self.key_values(source, offset)
             if cache is not None:
                 start = [0, cache_update_index, 0, 0]
                 key = ops.slice_update(cache[:, 0, ...], start, key)
@@ -292,7 +308,10 @@ class CachedAttention(keras.layers.Layer):
             logits = ops.where(mask[:, None, :, :], logits, _MASKED_LOGIT)
         probs = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
         probs = self.dropout_layer(probs, training=training)
-        output = self.output_dense(ops.einsum("bnqk,bknh->bqnh", probs, value))
+        output = ops.einsum("bnqk,bknh->bqnh", probs, value)
+        output = self.output_dense(
+            ops.reshape(output, (ops.shape(output)[0], -1, self.num_heads * self.key_dim))
+        )
         if cache is not None:
             return output, cache
         return output

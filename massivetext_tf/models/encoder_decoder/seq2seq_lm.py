@@ -96,9 +96,7 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
         `[batch, num_decoder_layers, 2, encoder_length, num_heads, key_value_dim]`."""
         caches = []
         for layer in self.backbone.decoder_transformer_layers:
-            attention = layer.cross_attention_layer
-            key = attention.key_dense(encoder_hidden_states)
-            value = attention.value_dense(encoder_hidden_states)
+            key, value = layer.cross_attention_layer.key_values(encoder_hidden_states)
             caches.append(ops.stack((key, value), axis=1))
         return ops.stack(caches, axis=1)
 
