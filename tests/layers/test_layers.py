@@ -169,6 +169,19 @@ def test_attention_projections_start_different():
     assert not np.allclose(q, k) and not np.allclose(q, v) and not np.allclose(k, v)
 
 
+def test_attention_kernels_are_two_dimensional():
+    """Projection kernels are `[hidden, heads * key_dim]` (and back): XLA on CPU turns the
+    one-token product with a reshaped 3-D kernel into a plain loop, ~25x slower per decoded
+    token (docs/benchmarks.md, Generation)."""
+    layer = CachedAttention(2, 8, position_encoding="relative")
+    layer(X)
+    hidden = X.shape[-1]
+    for dense in (layer.query_dense, layer.key_dense, layer.value_dense):
+        assert tuple(dense.kernel.shape) == (hidden, 16)
+    assert tuple(layer.output_dense.kernel.shape) == (16, hidden)
+    assert tuple(layer.relative_table(5).shape) == (2, 8, 5)  # distances last
+
+
 def test_relative_logit_paths_agree():
     """Shift (full sequence), slice (one decoded token) and gather (anything else) give the
     same relative logits."""
