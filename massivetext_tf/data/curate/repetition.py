@@ -22,14 +22,19 @@ characters instead of words; the line and paragraph rules are unchanged.
 Cost is linear-ish: word hashes are computed once, n-gram hashes are extended in numpy, and
 duplicates are found by sorting. Coverage by duplicate n-grams can only shrink as n grows,
 so once it is at or below every remaining threshold the larger n are skipped.
+`repetition_failures` gives the same verdicts for many documents at once (what `Curator.run`
+uses): one row-wise sort of all documents' n-grams settles most of them.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from massivetext_tf.data.curate.config import RepetitionConfig
-from massivetext_tf.data.curate.text import TextView, covered_mask, is_unspaced, ngram_hashes
+from massivetext_tf.data.curate.text import (TextView, covered_mask, is_unspaced,
+                                             max_multiplicity, ngram_hashes, segment_max)
 
 
 def _duplicate_stats(segments: list[str]) -> tuple[float, float]:
@@ -109,9 +114,15 @@ def _duplicate_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray,
     return float(lengths[covered_mask(starts, n, len(lengths))].sum()) / total_chars
 
 
-def repetition_checks(view: TextView, config: RepetitionConfig, language: str = "en",
-                      exhaustive: bool = False):
-    """Yield (rule, value, passed) lazily, in checking order."""
+def _first_failure(checks) -> str | None:
+    for rule, _, passed in checks:
+        if not passed:
+            return rule
+    return None
+
+
+def _segment_checks(view: TextView, config: RepetitionConfig):
+    """The duplicate line and paragraph rules: yield (rule, value, passed)."""
     line_frac, line_char_frac = _duplicate_stats(view.lines)
     para_frac, para_char_frac = _duplicate_stats(view.paragraphs)
     yield "duplicate_lines", line_frac, line_frac <= config.max_duplicate_line_fraction
@@ -122,11 +133,13 @@ def repetition_checks(view: TextView, config: RepetitionConfig, language: str = 
     yield ("duplicate_paragraph_chars", para_char_frac,
            para_char_frac <= config.max_duplicate_paragraph_char_fraction)
 
+
+def _ngram_checks(hashes: np.ndarray, lengths: np.ndarray, config: RepetitionConfig,
+                  exhaustive: bool = False, tops: bool = True):
+    """The top and duplicate n-gram rules over units (`TextView.units`): yield (rule, value,
+    passed). tops=False starts at the duplicate n-gram rules."""
     top_limits = config.max_top_ngram_char_fraction
     dup_limits = config.max_duplicate_ngram_char_fraction
-    if not top_limits and not dup_limits:
-        return
-    hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages))
     total = len(hashes)
     total_chars = int(lengths.sum())
     if total_chars == 0:
@@ -140,7 +153,7 @@ def repetition_checks(view: TextView, config: RepetitionConfig, language: str = 
             cache[n] = ngram_hashes(hashes, n, cache.get(n - 1))
         return cache[n]
 
-    for n in sorted(top_limits):
+    for n in sorted(top_limits) if tops else ():
         if total < n:
             yield f"top_{n}gram", 0.0, True
             continue
@@ -160,6 +173,103 @@ def repetition_checks(view: TextView, config: RepetitionConfig, language: str = 
         if not exhaustive and (not rest or frac <= min(dup_limits[m] for m in rest)):
             return  # coverage only shrinks as n grows: every larger n passes too
         cache.pop(n - 1, None)
+
+
+def repetition_checks(view: TextView, config: RepetitionConfig, language: str = "en",
+                      exhaustive: bool = False):
+    """Yield (rule, value, passed) lazily, in checking order."""
+    yield from _segment_checks(view, config)
+    if not config.max_top_ngram_char_fraction and not config.max_duplicate_ngram_char_fraction:
+        return
+    hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages))
+    yield from _ngram_checks(hashes, lengths, config, exhaustive)
+
+
+# Documents with more units than this are checked one at a time by `repetition_failures`.
+BATCH_MAX_UNITS = 1 << 12
+
+
+def repetition_failures(views: Sequence[TextView], config: RepetitionConfig,
+                        languages: Sequence[str]) -> list[str | None]:
+    """The first repetition rule that rejects each document, or None to keep it: the same
+    answer as `repetition_filter_reason` for every view, computed for many at once.
+
+    The n-gram rules are where the time goes, in many small numpy calls per document. Here
+    they run over all documents together (`_batch_ngram_status`), which proves for most
+    documents that every n-gram rule passes; only the others go through `_ngram_checks`.
+    """
+    out: list[str | None] = [None] * len(views)
+    if not config.max_top_ngram_char_fraction and not config.max_duplicate_ngram_char_fraction:
+        for i, view in enumerate(views):
+            out[i] = _first_failure(_segment_checks(view, config))
+        return out
+    pending, units = [], []
+    for i, (view, language) in enumerate(zip(views, languages)):
+        rule = _first_failure(_segment_checks(view, config))
+        if rule is not None:
+            out[i] = rule
+            continue
+        hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages))
+        if len(hashes) > BATCH_MAX_UNITS:
+            out[i] = _first_failure(_ngram_checks(hashes, lengths, config))
+            continue
+        pending.append(i)
+        units.append((hashes, lengths))
+    if pending:
+        tops_pass, dups_pass = _batch_ngram_status(units, config)
+        for i, (hashes, lengths), top_ok, dup_ok in zip(pending, units, tops_pass, dups_pass):
+            if not top_ok:
+                out[i] = _first_failure(_ngram_checks(hashes, lengths, config))
+            elif not dup_ok:
+                out[i] = _first_failure(_ngram_checks(hashes, lengths, config, tops=False))
+    return out
+
+
+def _batch_ngram_status(units: list, config: RepetitionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """For each document's (hashes, lengths): (every top n-gram rule passes, every duplicate
+    n-gram rule passes), each True only when proven; False means "check it one by one".
+
+    Proofs, with the exact top count (largest number of occurrences of one n-gram) of every
+    document from one sort of all documents' n-grams at once:
+    - top_{n}gram passes when its count < 2 (value 0.0) or when the bound `_top_ngram_fraction`
+      returns, count * longest span / characters, is within the limit;
+    - the duplicate rules pass when the first one has no repeated n-gram (value 0.0, and 0.0
+      is within that limit and the later ones, so the checks stop there).
+    """
+    top_limits = config.max_top_ngram_char_fraction
+    dup_order = sorted(config.max_duplicate_ngram_char_fraction)
+    dup_limits = config.max_duplicate_ngram_char_fraction
+    sizes = np.fromiter((len(h) for h, _ in units), dtype=np.int64, count=len(units))
+    hashes = np.concatenate([h for h, _ in units])
+    offsets = np.zeros(len(units) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    cumulative = np.zeros(len(hashes) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate([l for _, l in units]), out=cumulative[1:])
+    total_chars = (cumulative[offsets[1:]] - cumulative[offsets[:-1]]).astype(np.float64)
+    tops_pass = np.ones(len(units), dtype=bool)
+    dups_pass = np.ones(len(units), dtype=bool)
+    first_dup = dup_order[0] if dup_order else None
+    grams, grams_n = None, 0
+    for n in sorted(set(top_limits) | ({first_dup} if dup_order else set())):
+        grams = ngram_hashes(hashes, n, grams if grams_n == n - 1 else None)
+        grams_n = n
+        docs = np.flatnonzero(sizes >= n)  # shorter documents pass both kinds (value 0.0)
+        if not len(docs):
+            continue
+        starts, counts = offsets[docs], sizes[docs] - (n - 1)
+        top = max_multiplicity(grams, starts, counts)
+        if n in top_limits:
+            limit = top_limits[n]
+            longest = segment_max(cumulative[n:] - cumulative[:-n], starts, counts)
+            bound = np.minimum(1.0, top.astype(np.float64) * longest.astype(np.float64)
+                               / total_chars[docs])
+            ok = np.where(top < 2, 0.0 <= limit, bound <= limit)
+            tops_pass[docs[~ok]] = False
+        if n == first_dup:
+            rest = [dup_limits[m] for m in dup_order[1:]]
+            zero_passes = 0.0 <= dup_limits[n] and (not rest or 0.0 <= min(rest))
+            dups_pass[docs[(top >= 2) | (not zero_passes)]] = False
+    return tops_pass, dups_pass
 
 
 def repetition_filter_reason(text: str | TextView, config: RepetitionConfig | None = None,

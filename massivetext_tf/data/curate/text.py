@@ -166,3 +166,57 @@ def duplicate_mask(values: np.ndarray) -> np.ndarray:
     out = np.empty(len(values), dtype=bool)
     out[order] = dup_sorted
     return out
+
+
+_SORT_SENTINEL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """concatenate([arange(c) for c in counts])."""
+    total = int(counts.sum())
+    firsts = np.cumsum(counts) - counts
+    return np.arange(total, dtype=np.int64) - np.repeat(firsts, counts)
+
+
+def max_multiplicity(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """For each segment values[s:s + c] (c >= 1), the largest number of times one value
+    occurs in it (int64).
+
+    Segments of similar length (up to the next power of two) are padded into the rows of one
+    matrix and sorted row by row, so there are a few numpy calls per group instead of several
+    per segment; the runs of equal values are then read off the run boundaries.
+    """
+    out = np.ones(len(starts), dtype=np.int64)
+    widths = np.maximum(8, 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64))
+    for width in np.unique(widths):
+        width = int(width)
+        sel = np.flatnonzero(widths == width)
+        n_rows, c = len(sel), counts[sel]
+        within = ragged_arange(c)
+        rows = np.full(n_rows * width, _SORT_SENTINEL, dtype=np.uint64)
+        rows[np.repeat(np.arange(n_rows, dtype=np.int64) * width, c) + within] = \
+            values[np.repeat(starts[sel], c) + within]
+        rows = rows.reshape(n_rows, width)
+        rows.sort(axis=1)  # the padding (the largest value) sorts after the segment's values
+        # Run boundaries in a (rows, width + 1) grid: column 0, every change of value inside
+        # the segment, and an end marker at column c.
+        bounds = np.zeros((n_rows, width + 1), dtype=bool)
+        np.not_equal(rows[:, 1:], rows[:, :-1], out=bounds[:, 1:width])
+        bounds[:, 1:width] &= np.arange(1, width) < c[:, None]
+        bounds[:, 0] = True
+        bounds[np.arange(n_rows), c] = True
+        positions = np.flatnonzero(bounds)
+        run_lengths = np.diff(positions)
+        firsts = np.searchsorted(positions, np.arange(n_rows, dtype=np.int64) * (width + 1))
+        run_lengths[firsts[1:] - 1] = 0  # from an end marker to the next row: not a run
+        out[sel] = np.maximum.reduceat(run_lengths, firsts)
+    return out
+
+
+def segment_max(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """max(values[s:s + c]) for each segment (c >= 1, segments in increasing order)."""
+    bounds = np.empty(2 * len(starts), dtype=np.int64)
+    bounds[0::2] = starts
+    bounds[1::2] = starts + counts
+    padded = np.concatenate([values, values[:1]])  # every bound is a valid index
+    return np.maximum.reduceat(padded, bounds)[0::2]
