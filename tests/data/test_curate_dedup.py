@@ -165,3 +165,47 @@ def test_unreadable_eval_file_is_an_error(tmp_path):
     cfg.contamination.eval_files = [str(tmp_path / "eval.jsonl")]
     with pytest.raises(ValueError, match="eval.jsonl:2"):
         list(Curator(cfg).run(docs("some training text")))
+
+
+def test_word_hashes_from_bytes_equal_crc32_and_adler32():
+    import random
+    import zlib
+
+    from massivetext_tf.data.curate.dedup import bytes_word_hashes
+
+    rng = random.Random(0)
+    words = [bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 5, 9, 300, 4097])))
+             for _ in range(400)]
+    got = bytes_word_hashes(np.frombuffer(b"".join(words), dtype=np.uint8),
+                            np.array([len(w) for w in words]))
+    assert got.tolist() == [(zlib.crc32(w) << 32) | zlib.adler32(w) for w in words]
+
+
+def test_batched_sketches_equal_one_document_at_a_time(plays):
+    from massivetext_tf.data.curate.dedup import Sketch, exact_key, sketch_batch
+
+    texts = [passage(plays[0], i * 150, 150 + i) for i in range(20)]
+    texts += ["", " \n\t ", "!!! ... ---", "one two", "Ünïcödé wörds, Σίσυφος ΟΔΟΣ!",
+              "a\x1cb\x85c\u3000d\xa0e\u2028f g h i j k l m n o p",
+              "surrogate \ud800 word " * 5, "x" * 5000 + " y", change_words(texts[0], [3])]
+    for ngram, num_perm, seed in [(13, 128, 1), (3, 32, 5), (1, 16, 2)]:
+        hasher = MinHasher(num_perm, seed)
+        batch = sketch_batch(texts, ngram, hasher)
+        for text, sketch in zip(texts, batch):
+            words = normalize_words(text)
+            assert sketch.empty == (not words)
+            assert sketch.exact_key() == exact_key(words)
+            if words:
+                np.testing.assert_array_equal(sketch.signature(hasher, ngram),
+                                              Sketch(text).signature(hasher, ngram))
+
+
+def test_signatures_of_many_segments_equal_signature_of_each(plays):
+    shingles = [shingle_hashes(normalize_words(passage(plays[1], i * 500, 20 + 90 * i)), 13)
+                for i in range(25)]
+    shingles.append(np.arange(20000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    counts = np.array([len(s) for s in shingles])
+    hasher = MinHasher(num_perm=64, seed=3)
+    batch = hasher.signatures(np.concatenate(shingles), np.cumsum(counts) - counts, counts)
+    for row, s in zip(batch, shingles):
+        np.testing.assert_array_equal(row, hasher.signature(s))
