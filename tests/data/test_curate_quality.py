@@ -193,3 +193,17 @@ def test_line_rules_match_their_regex_definitions_on_odd_whitespace():
         expected = {"bullet_lines": len(bullet.findall(t)) / len(lines),
                     "ellipsis_lines": len(ellipsis.findall(t)) / len(lines)} if lines else {}
         assert got == expected, repr(t)
+
+
+def test_ascii_words_without_letter_count_matches_the_regex():
+    import random
+
+    from massivetext_tf.data.curate.quality import _count_words_without_letter
+    from massivetext_tf.data.curate.text import WORD_WITHOUT_LETTER
+
+    pieces = [chr(c) for c in range(128)] + ["ab", "  ", "12", "_x", "--"]
+    rng = random.Random(0)
+    for _ in range(20000):
+        t = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))
+        assert _count_words_without_letter(t, len(t.split())) == \
+            len(WORD_WITHOUT_LETTER.findall(t)), repr(t)

@@ -69,16 +69,19 @@ def _line_checks(view: TextView, config: QualityConfig):
         yield "ellipsis_lines", ellipsis, ellipsis <= config.max_ellipsis_lines_fraction
 
 
-# Deletes every ASCII character except letters and whitespace (for ASCII-only texts).
-_ASCII_NON_LETTERS = str.maketrans("", "", "".join(
-    c for c in map(chr, range(128)) if not (c.isspace() or re.fullmatch(r"[^\W\d_]", c))))
+# For ASCII-only texts: letters -> "a", whitespace -> " ", every other character deleted.
+_ASCII_LETTER_RUNS = str.maketrans({
+    c: ("a" if re.fullmatch(r"[^\W\d_]", chr(c)) else " " if chr(c).isspace() else None)
+    for c in range(128)})
 
 
 def _count_words_without_letter(text: str, n_words: int) -> int:
-    """len(WORD_WITHOUT_LETTER.findall(text)); for ASCII text: the words left empty once
-    non-letters are deleted (whitespace, hence word boundaries, is kept)."""
+    """len(WORD_WITHOUT_LETTER.findall(text)); for ASCII text: a word with a letter becomes
+    one run of "a" after a space once non-letters are deleted, so the words with a letter
+    are the occurrences of " a" (plus one if the text starts with "a")."""
     if text.isascii():
-        return n_words - len(text.translate(_ASCII_NON_LETTERS).split())
+        runs = text.translate(_ASCII_LETTER_RUNS)
+        return n_words - runs.count(" a") - runs.startswith("a")
     return len(WORD_WITHOUT_LETTER.findall(text))
 
 
