@@ -263,3 +263,25 @@ def test_max_multiplicity_counts_the_most_repeated_value_of_each_segment():
     expected = [max(collections.Counter(values[s:s + c].tolist()).values())
                 for s, c in zip(starts, counts)]
     assert max_multiplicity(values, starts, counts).tolist() == expected
+
+
+def test_tied_top_ngrams_all_considered_whatever_the_hash_seed():
+    """19 bigrams tie at two occurrences; the one of two 30-letter words covers the most
+    characters and must win in every process (word hashes are salted per process, so an
+    order-dependent pick among ties would change the value from run to run)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from massivetext_tf.data.curate import repetition_signals\n"
+        "words = [('w%03d' % i) + ('x' * 26 if i >= 17 else '') for i in range(20)]\n"
+        "print(repr(repetition_signals(' '.join(words + words))['top_2gram']))\n"
+    )
+    values = set()
+    for seed in ("0", "1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, check=True)
+        values.add(float(out.stdout.strip()))
+    total = 2 * (17 * 4 + 3 * 30)
+    assert len(values) == 1 and values.pop() == pytest.approx(2 * 60 / total)

@@ -9,8 +9,8 @@ Definitions (lines, paragraphs and words as in `text.py`):
 - duplicate_paragraph_chars: the same over paragraphs, > 0.20.
 - top_{n}gram (n = 2, 3, 4): characters covered by the occurrences of the most frequent word
   n-gram / characters of all words > 0.20, 0.18, 0.16. Only an n-gram seen at least twice
-  counts; among tied n-grams the one covering the most characters wins (first 16 tied
-  looked at). Characters are word characters (whitespace excluded), and overlapping
+  counts; among tied n-grams the one covering the most characters wins (all of them are
+  considered, so the value does not depend on hash order). Characters are word characters (whitespace excluded), and overlapping
   occurrences ("a a a" for the 2-gram "a a") cover each character once.
 - duplicate_{n}gram (n = 5..10): characters covered by every occurrence (the first one
   included) of every n-gram that occurs more than once / characters of all words > 0.15,
@@ -87,11 +87,18 @@ def _top_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray, span_chars: 
         bound = min(1.0, float(top) * float(span_chars.max()) / total_chars)
         if bound <= limit:
             return bound  # cannot fail: skip the exact coverage
+    # Every n-gram tied at the top count, most characters first: an n-gram's occurrences all
+    # span the same characters, so count * span is exact unless occurrences overlap ("a a a"),
+    # and examining stops once that bound cannot beat the best coverage found. The result is
+    # the maximum over all tied n-grams, whatever order the (per-process salted) hashes sort in.
+    tied = run_starts[counts == top]
+    first = np.argsort(g, kind="stable")[tied]  # a stable sort's run starts: first occurrences
+    bounds = span_chars[first] * top
     best_frac = 0.0
-    for value in s[run_starts[counts == top][:16]]:  # ties: keep the most characters
-        starts = np.flatnonzero(g == value)
-        if span_chars[starts[0]] * top <= best_frac * total_chars:
-            continue
+    for i in np.lexsort((first, -bounds)):
+        if bounds[i] <= best_frac * total_chars:
+            break
+        starts = np.flatnonzero(g == s[tied[i]])
         covered = covered_mask(starts, n, len(lengths))
         best_frac = max(best_frac, float(lengths[covered].sum()) / total_chars)
     return best_frac
