@@ -128,8 +128,12 @@ def test_dead_worker_fails_the_other_in_bounded_time_and_restart_resumes(tmp_pat
         "collective_timeout_s": 20})
     procs, outs = launch_workers(cfg, tmp_path)
     try:
-        state = tmp_path / "mw" / "checkpoints" / "checkpoint"
-        assert wait_for(state.exists, 240, procs[0], every=0.05), read(outs[0])[-3000:]
+        # A step is restorable once the chief's and the worker's copies are both complete
+        # (each writes its own directory; a restart uses the newest step common to all).
+        states = [tmp_path / "mw" / "checkpoints" / "checkpoint",
+                  tmp_path / "mw" / "checkpoints" / "worker_1" / "checkpoint"]
+        assert wait_for(lambda: all(st.exists() for st in states), 240, procs[0], every=0.05), \
+            read(outs[0])[-3000:]
         procs[1].send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         code = procs[0].wait(timeout=240)
@@ -141,7 +145,9 @@ def test_dead_worker_fails_the_other_in_bounded_time_and_restart_resumes(tmp_pat
     assert code != 0, read(outs[0])[-2000:]
     assert elapsed < 45
     # Restart both workers: they resume from the common checkpoint and finish.
-    latest = int(tf.train.latest_checkpoint(str(tmp_path / "mw" / "checkpoints")).rsplit("-", 1)[1])
+    latest = max(set.intersection(*(
+        {int(p.rsplit("-", 1)[1]) for p in tf.train.get_checkpoint_state(str(st.parent))
+         .all_model_checkpoint_paths} for st in states)))
     cfg["runtime"]["train_steps"] = latest + 8
     procs, outs = launch_workers(cfg, tmp_path, name="again")
     codes = local_cluster.wait_all(procs, timeout=240)
