@@ -30,23 +30,10 @@ def shakespeare_lines(limit=2000):
 
 @pytest.fixture(scope="session")
 def spm_model(tmp_path_factory):
-    import sentencepiece as spm
+    from harness import train_tiny_sentencepiece
 
-    prefix = str(tmp_path_factory.mktemp("spm") / "tok")
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(shakespeare_lines()),
-        model_prefix=prefix,
-        vocab_size=400,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        bos_id=2,
-        unk_id=3,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        minloglevel=2,
-    )
-    return prefix + ".model"
+    path = tmp_path_factory.mktemp("spm") / "tok.model"
+    return train_tiny_sentencepiece(path, vocab_size=400, lines=shakespeare_lines())
 
 
 def _randomize(task, seed=0):
