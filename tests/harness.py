@@ -196,3 +196,13 @@ def tf_function_traces(fn):
     """How many times a `tf.function` has traced."""
     assert isinstance(fn, tf.types.experimental.PolymorphicFunction), type(fn)
     return fn.experimental_get_tracing_count()
+
+
+def subprocess_env(repo):
+    """Environment for a child Python process of a test: `repo` importable, TF quiet, and no
+    `TF_CONFIG` inherited (a child decides its own cluster)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.pop("TF_CONFIG", None)
+    return env

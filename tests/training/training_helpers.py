@@ -1,11 +1,10 @@
 """Helpers for the training tests: a tiny config and a subprocess runner."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
-
+from harness import subprocess_env
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -33,11 +32,7 @@ def tiny_config(model_dir, **sections):
 
 
 def env():
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    e["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    e.pop("TF_CONFIG", None)
-    return e
+    return subprocess_env(REPO)
 
 
 def run_result(cfg, *extra, timeout=300):

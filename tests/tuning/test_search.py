@@ -18,6 +18,7 @@ from massivetext_tf.tuning import search as search_lib
 from massivetext_tf.tuning import space as space_lib
 
 from conftest import REPO
+from harness import subprocess_env
 
 TUNE_TINY = str(REPO / "trainers" / "configs" / "tune_tiny.yaml")
 # No CPU peak measurement; XLA compilation (tens of seconds a trial on a busy CPU) is left to
@@ -27,11 +28,7 @@ NO_XLA = FAST + ["runtime.jit_compile=false"]
 
 
 def env():
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    e["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    e.pop("TF_CONFIG", None)
-    return e
+    return subprocess_env(REPO)
 
 
 def read_csv(path):
