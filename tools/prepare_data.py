@@ -55,6 +55,10 @@ def build_parser():
                    help="write kept documents as JSONL under OUTPUT/curated/ (no tokenizing)")
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip",
                    help="unreadable inputs: count and skip (default) or fail naming the file")
+    p.add_argument("--max-document-mb", type=float, default=prepare.DEFAULT_MAX_DOCUMENT_MB,
+                   help="documents larger than this (UTF-8 MB) are counted as read:too_large "
+                        "and skipped before curation, which bounds memory (default "
+                        "%(default)g)")
     p.add_argument("--runner", default="local", choices=RUNNERS,
                    help="local (in-process, default) or an Apache Beam runner; other unknown "
                         "flags are passed to Beam's PipelineOptions")
@@ -85,7 +89,8 @@ def make_config(args) -> "prepare.PrepareConfig":
         tokenizer=args.tokenizer, eval_fraction=args.eval_fraction, shard_size=args.shard_size,
         curation=curation, keep_rejected=args.keep_rejected, curate_only=args.curate_only,
         on_error=args.on_error, train_tokenizer_vocab=args.train_tokenizer_vocab,
-        tokenizer_options={"num_sentinels": args.num_sentinels})
+        tokenizer_options={"num_sentinels": args.num_sentinels},
+        max_document_mb=args.max_document_mb)
 
 
 def main(argv=None):

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
-
 from massivetext_tf.data import prepare, records
 
 
@@ -152,9 +150,8 @@ def run_beam(cfg: prepare.PrepareConfig, *, runner: str = "DirectRunner",
     if cfg.train_tokenizer_vocab and not cfg.tokenizer and not cfg.curate_only:
         raise ValueError("--train-tokenizer-vocab works with the local runner only; run "
                          "--curate-only, tools/train_tokenizer.py, then --tokenizer")
-    tf.io.gfile.makedirs(cfg.output)
+    tasks = prepare.validate_inputs(cfg)   # before the output directory is claimed
     prepare.check_state(cfg)
-    tasks = prepare.plan_files(cfg)
     args = list(beam_args)
     if runner == "DirectRunner" and not any(a.startswith("--direct_num_workers") for a in args):
         args += ["--direct_num_workers=1"]

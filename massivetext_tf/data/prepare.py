@@ -18,6 +18,11 @@ shards, manifest and report:
    marker under `OUTPUT/.progress/` holding its stats and a fingerprint of its documents; a
    rerun skips every shard whose marker and file match, so an interrupted run resumes.
 6. manifest.json, report.json and tokenizer.model.
+
+The output directory belongs to prepare_data: `claim_output` (after every input has been
+checked) refuses a non-empty directory without prepare_data's marker `.prepare_data.json`,
+and the marker records every file a run wrote, so stale-file cleanup only ever removes files
+recorded there (see docs/data.md, "Which files prepare_data touches").
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from massivetext_tf import io
 from massivetext_tf.data import records
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,17 @@ SPLITS = records.SPLITS
 PROGRESS_DIR = ".progress"
 CURATED_DIR = "curated"
 DEFAULT_SHARD_SIZE = "64MB"
+OWNER_MARKER = ".prepare_data.json"
+# Everything prepare_data itself puts in an output directory (a directory holding only these
+# plus the pre-marker `.progress/config.json` is an older prepare_data output).
+_OUTPUT_LAYOUT = {records.SHARD_DIR, PROGRESS_DIR, CURATED_DIR, records.MANIFEST,
+                  records.REPORT, records.TOKENIZER_FILE, OWNER_MARKER}
+# Documents above this size are removed as `read:too_large` before any stage (bounds memory).
+DEFAULT_MAX_DOCUMENT_MB = 16.0
+# Long documents are tokenized in pieces of at most this many characters; short ones in
+# batches of at most ENCODE_BATCH_CHARS characters.
+ENCODE_PIECE_CHARS = 1 << 18
+ENCODE_BATCH_CHARS = 1 << 20
 _SOURCE_OPTS = {"lang": "language", "language": "language", "format": "format",
                 "unit": "text_unit", "text_unit": "text_unit", "field": "text_field",
                 "text_field": "text_field"}
@@ -156,6 +173,7 @@ class PrepareConfig:
     train_tokenizer_vocab: int | None = None
     tokenizer_options: dict = field(default_factory=dict)
     encode_batch: int = 256
+    max_document_mb: float = DEFAULT_MAX_DOCUMENT_MB
 
     def __post_init__(self):
         from massivetext_tf.data.curate import CurationConfig
@@ -175,9 +193,15 @@ class PrepareConfig:
         if self.on_error not in ("skip", "raise"):
             raise ValueError(f"--on-error {self.on_error!r}: expected skip or raise")
         parse_shard_size(self.shard_size)
+        if not self.max_document_mb > 0:
+            raise ValueError(f"--max-document-mb {self.max_document_mb}: must be > 0")
         if not self.curate_only and not self.tokenizer and not self.train_tokenizer_vocab:
             raise ValueError("prepare_data: give --tokenizer MODEL (or --train-tokenizer-vocab "
                              "N, or --curate-only)")
+
+    @property
+    def max_document_bytes(self) -> int:
+        return int(self.max_document_mb * (1 << 20))
 
     def fingerprint(self) -> str:
         """Hash of everything that decides the shards' content (resumption safety)."""
@@ -187,6 +211,8 @@ class PrepareConfig:
             "eval_fraction": self.eval_fraction, "shard_size": self.shard_size,
             "curation": self.curation.to_dict(),
         }
+        if self.max_document_mb != DEFAULT_MAX_DOCUMENT_MB:   # older fingerprints stay valid
+            payload["max_document_mb"] = self.max_document_mb
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()
                               ).hexdigest()
 
@@ -295,6 +321,14 @@ class FileProcessor:
             curator = self.curators[split]
             nbytes = doc.num_bytes
             report.count_in(doc.source, nbytes)
+            if nbytes > self.cfg.max_document_bytes:
+                report.count_removed(doc.source, "read:too_large", nbytes)
+                message = (f"{doc.id}: document of {nbytes} bytes is larger than "
+                           f"--max-document-mb {self.cfg.max_document_mb:g} [read:too_large] "
+                           f"(source {doc.source!r})")
+                big = dataclasses.replace(doc, text="", fields={**doc.fields, "error": message})
+                rejected.append(self._rejected(task, key[2], split, big, "read", "too_large"))
+                continue
             verdict = curator.check(doc)
             if verdict is not None:
                 stage, rule = verdict
@@ -422,14 +456,106 @@ def _done(output: str, name: str, rel: str, fingerprint: str) -> dict | None:
 
 
 class Encoder:
-    def __init__(self, model_path: str):
+    """SentencePiece encoding with memory bounded by the piece size, not the document size.
+
+    A document longer than `piece_chars` characters is encoded in pieces of at most that many
+    characters, cut just before a space between two letters or digits. For tokenizers where
+    no piece can cross such a cut (checked once by `_cuts_are_exact`: true for every tokenizer
+    trained by this package, and for any SentencePiece model whose pieces carry whitespace
+    only as a prefix and that either adds a dummy prefix and removes extra whitespace, or
+    neither), the ids are exactly those of encoding the whole document. A piece with no such
+    space (e.g. Chinese) is cut after a newline or, failing that, at a character; the ids then
+    still decode to the same text but may differ from whole-document encoding at that one cut.
+    Other tokenizers encode each document whole (memory then grows with the document; the
+    `--max-document-mb` limit bounds it). Ids come back as int32 numpy arrays (4 bytes per
+    token instead of ~36 for a Python list of ints).
+    """
+
+    def __init__(self, model_path: str, *, piece_chars: int = ENCODE_PIECE_CHARS):
         from massivetext_tf.data.tokenizer import check_special_ids, load_processor
 
         self.proc = load_processor(model_path)
         check_special_ids(self.proc, name=model_path)
+        self.piece_chars = int(piece_chars)
+        self.exact_cuts = _cuts_are_exact(self.proc)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.proc.encode(texts)
+
+    def encode_documents(self, texts: list[str], *, batch: int = 256) -> Iterator[np.ndarray]:
+        """Ids of each text (int32 arrays, in order); short texts are encoded in batches of
+        at most `batch` texts and ENCODE_BATCH_CHARS characters, long ones in pieces."""
+        pending: list[str] = []
+        size = 0
+
+        def drain():
+            for ids in self.proc.encode(pending):
+                yield np.asarray(ids, dtype=np.int32)
+            pending.clear()
+
+        for text in texts:
+            if len(text) > self.piece_chars and self.exact_cuts is not None:
+                yield from drain()
+                size = 0
+                yield self._encode_long(text)
+                continue
+            if pending and (len(pending) >= batch or size + len(text) > ENCODE_BATCH_CHARS):
+                yield from drain()
+                size = 0
+            pending.append(text)
+            size += len(text)
+        yield from drain()
+
+    def _encode_long(self, text: str) -> np.ndarray:
+        parts = [np.asarray(self.proc.encode(piece), dtype=np.int32)
+                 for piece in split_for_encoding(text, self.piece_chars)]
+        return np.concatenate(parts) if parts else np.zeros([0], np.int32)
+
+
+_SPACE_CUT = re.compile(r"(?<=[^\W_]) (?=[^\W_])")
+
+
+def split_for_encoding(text: str, piece_chars: int) -> Iterator[str]:
+    """Consecutive pieces of `text` (joined they give `text`), each at most `piece_chars`
+    characters, cut before a space between two letters/digits where possible (the last such
+    space in the window), else after the last newline, else at `piece_chars`."""
+    start, n = 0, len(text)
+    while n - start > piece_chars:
+        end = start + piece_chars
+        window = text[start + piece_chars // 2:end + 1]
+        cut = None
+        for m in _SPACE_CUT.finditer(window):
+            cut = m.start()
+        if cut is not None:
+            cut += start + piece_chars // 2
+        else:
+            nl = text.rfind("\n", start + 1, end)
+            cut = nl + 1 if nl > start else end
+        if cut <= start or cut > end:
+            cut = end
+        yield text[start:cut]
+        start = cut
+    if start < n or n == 0:
+        yield text[start:]
+
+
+_PROBES = [("ab", " cd"), ("Hello", " world"), ("x1", " y2  z"), ("a.b", " c d"),
+           ("\u4e2d\u6587a", " b\u4e2d"), ("caf\u00e9", " \u00e9t\u00e9")]
+_WS_AFTER_TEXT = re.compile("[^\u2581]\u2581")
+
+
+def _cuts_are_exact(proc) -> bool | None:
+    """True when encoding the two sides of a cut before a space between letters/digits gives
+    the ids of encoding the whole: no vocabulary piece has whitespace after a non-whitespace
+    character (so none spans the cut), and probes agree (dummy prefix and whitespace rules).
+    None when the tokenizer fails this (documents are then encoded whole)."""
+    for i in range(proc.get_piece_size()):
+        if _WS_AFTER_TEXT.search(proc.id_to_piece(i)):
+            return None
+    for left, right in _PROBES:
+        if proc.encode(left) + proc.encode(right) != proc.encode(left + right):
+            return None
+    return True
 
 
 def write_tfrecord_shard(output: str, split: str, source: str, index: int, texts: list[str],
@@ -445,13 +571,11 @@ def write_tfrecord_shard(output: str, split: str, source: str, index: int, texts
         return done
 
     def examples():
-        for start in range(0, len(texts), batch):
-            chunk = texts[start:start + batch]
-            for text, ids in zip(chunk, encoder.encode(chunk)):
-                stats["tokens"] += len(ids)
-                nb = len(text.encode("utf-8", "surrogatepass"))
-                stats["bytes"] += nb
-                yield records.serialize_example(ids, nb, source)
+        for text, ids in zip(texts, encoder.encode_documents(texts, batch=batch)):
+            stats["tokens"] += len(ids)
+            nb = len(text.encode("utf-8", "surrogatepass"))
+            stats["bytes"] += nb
+            yield records.serialize_example(ids, nb, source)
 
     stats = {"tokens": 0, "bytes": 0}
     info = records.write_shard(os.path.join(output, rel), examples())
@@ -468,7 +592,7 @@ def write_jsonl_shard(output: str, split: str, source: str, index: int, recs: li
     rel = f"{CURATED_DIR}/{shard_name(split, source, index)}.jsonl"
     path = os.path.join(output, rel)
     tf.io.gfile.makedirs(os.path.dirname(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = io.tmp_name(path)
     with tf.io.gfile.GFile(tmp, "w") as f:
         for r in recs:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -484,11 +608,12 @@ def write_rejected(keep_dir: str, split: str, source: str, recs: Iterable[dict])
     tf.io.gfile.makedirs(keep_dir)
     path = rejected_path(keep_dir, split, source)
     n = 0
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    tmp = io.tmp_name(path)
+    with tf.io.gfile.GFile(tmp, "w") as f:
         for r in recs:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
             n += 1
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
     return n
 
 
@@ -516,13 +641,17 @@ def format_report(report: dict) -> str:
 
 
 def finalize(cfg: PrepareConfig, shard_entries: list[dict], report: dict) -> dict:
-    """Writes report.json, tokenizer.model and manifest.json (or curated/index.json)."""
-    tf.io.gfile.makedirs(cfg.output)
+    """Writes report.json, tokenizer.model and manifest.json (or curated/index.json), removes
+    stale files of earlier runs (only those recorded in the directory's marker) and records
+    the files written in the marker."""
+    io.makedirs(cfg.output)
+    written = [records.REPORT] + [e["file"] for e in shard_entries]
     records.write_json(os.path.join(cfg.output, records.REPORT), report)
     if cfg.curate_only:
         index = {"format": 1, "files": sorted(shard_entries, key=lambda e: e["file"]),
                  "report": report}
-        records.write_json(os.path.join(cfg.output, CURATED_DIR, "index.json"), index)
+        io.write_json(os.path.join(cfg.output, CURATED_DIR, "index.json"), index)
+        _record_outputs(cfg.output, written + [f"{CURATED_DIR}/index.json"], CURATED_DIR)
         return index
     from massivetext_tf.data.tokenizer import model_info
 
@@ -533,40 +662,195 @@ def finalize(cfg: PrepareConfig, shard_entries: list[dict], report: dict) -> dic
     entries = [{k: v for k, v in e.items() if k not in ("fingerprint", "resumed")}
                for e in shard_entries]
     manifest = records.build_manifest(entries, info, report)
-    _remove_stale_shards(cfg.output, {e["file"] for e in entries})
     records.write_json(os.path.join(cfg.output, records.MANIFEST), manifest)
+    _record_outputs(cfg.output, written + [records.TOKENIZER_FILE, records.MANIFEST],
+                    records.SHARD_DIR)
     return manifest
 
 
-def _remove_stale_shards(output: str, keep: set) -> None:
-    shard_dir = os.path.join(output, records.SHARD_DIR)
-    if not tf.io.gfile.isdir(shard_dir):
-        return
-    for name in tf.io.gfile.listdir(shard_dir):
-        rel = f"{records.SHARD_DIR}/{name}"
-        if rel not in keep:
-            tf.io.gfile.remove(os.path.join(shard_dir, name))
+# ------------------------------------------------------------------- output directory
+
+class OutputDirError(ValueError):
+    """The output (or --keep-rejected) directory is not prepare_data's to write; names it."""
+
+
+def _marker_path(directory: str) -> str:
+    return os.path.join(directory, OWNER_MARKER)
+
+
+def _read_marker(directory: str) -> dict | None:
+    path = _marker_path(directory)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        marker = io.read_json(path)
+    except io.JSONFileError as e:
+        raise OutputDirError(f"{e}; it is prepare_data's marker: restore it or use a new "
+                             "--output directory") from None
+    if not isinstance(marker, dict) or marker.get("tool") != "prepare_data":
+        raise OutputDirError(f"{path}: not a prepare_data marker; use a new --output directory")
+    return marker
+
+
+def _write_marker(directory: str, fingerprint: str | None, files) -> None:
+    io.write_json(_marker_path(directory), {
+        "tool": "prepare_data", "format": 1, "fingerprint": fingerprint,
+        "files": sorted(set(files)),
+        "note": "files tools/prepare_data.py wrote here; it deletes or overwrites only these"})
+
+
+def _progress_recorded(output: str) -> set:
+    """Shard files named by the per-shard done markers under `.progress/`."""
+    progress = os.path.join(output, PROGRESS_DIR)
+    out = set()
+    if not tf.io.gfile.isdir(progress):
+        return out
+    for name in tf.io.gfile.listdir(progress):
+        if name.endswith(".json") and name != "config.json" and not io.is_tmp_name(name):
+            try:
+                entry = records.read_json(os.path.join(progress, name))
+            except records.DataError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                out.add(entry["file"])
+    return out
+
+
+def _legacy_files(output: str) -> set | None:
+    """An output of prepare_data from before the marker existed: only prepare_data's own
+    names at the top level and its `.progress/config.json`. Returns the files that can be
+    proven to be its own (shards named by done markers, curated files in the index, the
+    manifest, report and tokenizer), or None when the directory is something else."""
+    names = {n.rstrip("/") for n in tf.io.gfile.listdir(output)}
+    if not names <= _OUTPUT_LAYOUT or not tf.io.gfile.exists(
+            os.path.join(output, PROGRESS_DIR, "config.json")):
+        return None
+    files = _progress_recorded(output)
+    files |= {n for n in (records.MANIFEST, records.REPORT, records.TOKENIZER_FILE) if n in names}
+    index = os.path.join(output, CURATED_DIR, "index.json")
+    if tf.io.gfile.exists(index):
+        try:
+            files |= {e["file"] for e in records.read_json(index).get("files", [])}
+            files.add(f"{CURATED_DIR}/index.json")
+        except (records.DataError, KeyError, TypeError, AttributeError):
+            pass
+    return files
+
+
+def claim_output(directory: str, fingerprint: str | None, *, flag: str = "--output") -> None:
+    """Makes `directory` prepare_data's, or refuses it (`OutputDirError` naming it); see
+    `check_output`. Leftover temporaries of a killed run (`*.tmp-*`) are removed."""
+    files, old_fp = check_output(directory, fingerprint, flag=flag)
+    io.makedirs(directory)
+    for sub in ("", PROGRESS_DIR, records.SHARD_DIR, CURATED_DIR):
+        io.remove_tmp_leftovers(os.path.join(directory, sub))
+    _write_marker(directory, fingerprint if fingerprint is not None else old_fp, files)
+
+
+def check_output(directory: str, fingerprint: str | None, *, flag: str = "--output"
+                 ) -> tuple[set, str | None]:
+    """Whether prepare_data may write `directory`; returns (files recorded there, the
+    recorded fingerprint) or raises `OutputDirError` naming the directory. Writes nothing.
+
+    Accepted: a missing or empty directory; one with prepare_data's marker (a rerun or a
+    resume: refused when `fingerprint` differs and the directory holds more than the marker);
+    an older prepare_data output without the marker (only prepare_data's names and its
+    `.progress/config.json`), which is adopted. Anything else (a non-empty directory
+    prepare_data did not create) is refused, so no file of the user's is ever overwritten or
+    deleted.
+    """
+    gfile = tf.io.gfile
+    marker = _read_marker(directory) if gfile.isdir(directory) else None
+    if marker is not None:
+        files = set(marker.get("files", []))
+        old_fp = marker.get("fingerprint")
+    elif not gfile.exists(directory) or not gfile.listdir(directory):
+        files, old_fp = set(), None
+    else:
+        files = _legacy_files(directory) if gfile.isdir(directory) else None
+        if files is None:
+            raise OutputDirError(
+                f"{flag} {directory}: directory is not empty and was not written by "
+                f"prepare_data (no {OWNER_MARKER}); refusing to overwrite or delete its files. "
+                "Give a new or empty directory")
+        config = os.path.join(directory, PROGRESS_DIR, "config.json")
+        try:
+            old_fp = records.read_json(config).get("fingerprint")
+        except (records.DataError, AttributeError):
+            old_fp = None
+    if fingerprint is not None and old_fp is not None and old_fp != fingerprint:
+        contents = {n.rstrip("/") for n in gfile.listdir(directory)} - {OWNER_MARKER}
+        if contents or files:
+            raise OutputDirError(
+                f"{flag} {directory} was prepared with different inputs or options; use a new "
+                "--output directory (or delete it)")
+    return files, old_fp
+
+
+def _record_outputs(output: str, written: list[str], scope: str) -> None:
+    """Removes files under `scope/` that earlier runs recorded and this run did not write
+    (with their done markers), warns about files there prepare_data never wrote (left alone),
+    and records `written` in the marker."""
+    marker = _read_marker(output) or {}
+    recorded = set(marker.get("files", [])) | _progress_recorded(output)
+    written = set(written)
+    prefix = scope + "/"
+    stale = sorted(f for f in recorded if f.startswith(prefix) and f not in written)
+    for rel in stale:
+        path = os.path.join(output, rel)
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+        name = os.path.splitext(os.path.basename(rel))[0]
+        if scope == records.SHARD_DIR and tf.io.gfile.exists(_progress_path(output, name)):
+            tf.io.gfile.remove(_progress_path(output, name))
+    scope_dir = os.path.join(output, scope)
+    if tf.io.gfile.isdir(scope_dir):
+        foreign = sorted(f"{prefix}{n}" for n in tf.io.gfile.listdir(scope_dir)
+                         if f"{prefix}{n}" not in recorded | written and not n.endswith("/"))
+        if foreign:
+            logger.warning("%s: left %d file(s) prepare_data did not write: %s", scope_dir,
+                           len(foreign), ", ".join(foreign[:5]))
+    keep = (set(marker.get("files", [])) - set(stale)) | written
+    _write_marker(output, marker.get("fingerprint"), keep)
 
 
 def check_state(cfg: PrepareConfig) -> None:
-    """Refuses to resume into a directory prepared with different inputs or options."""
-    path = os.path.join(cfg.output, PROGRESS_DIR, "config.json")
-    fp = cfg.fingerprint()
-    if tf.io.gfile.exists(path):
-        old = records.read_json(path).get("fingerprint")
-        if old != fp:
-            raise ValueError(f"{cfg.output} was prepared with different inputs or options; "
-                             "use a new --output directory (or delete it)")
-        return
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    records.write_json(path, {"fingerprint": fp})
+    """Claims `cfg.output` (refusing a directory prepared with different inputs or options,
+    or one prepare_data did not write) and `--keep-rejected`."""
+    keep = cfg.keep_rejected and (os.path.normpath(cfg.keep_rejected) !=
+                                  os.path.normpath(cfg.output))
+    if keep and not _inside(cfg.keep_rejected, cfg.output):
+        check_output(cfg.keep_rejected, None, flag="--keep-rejected")  # refuse before writing
+    claim_output(cfg.output, cfg.fingerprint())
+    if keep:
+        claim_output(cfg.keep_rejected, None, flag="--keep-rejected")
+
+
+def _inside(path: str, directory: str) -> bool:
+    path, directory = os.path.normpath(path), os.path.normpath(directory)
+    return path.startswith(directory.rstrip("/") + "/")
+
+
+def validate_inputs(cfg: PrepareConfig) -> list[FileTask]:
+    """Everything that can be checked before anything is written: every pattern matches
+    files (sources and contamination eval files) and the tokenizer loads. Returns the plan."""
+    from massivetext_tf.data.curate import SourceSpec, list_files
+
+    tasks = plan_files(cfg)
+    c = cfg.curation.contamination
+    if "contamination" not in cfg.curation.skip and c.eval_files:
+        list_files(SourceSpec(name="contamination_eval", patterns=list(c.eval_files)))
+    if cfg.tokenizer and not cfg.curate_only:
+        Encoder(cfg.tokenizer)
+    return tasks
 
 
 # ---------------------------------------------------------------------------- local runner
 
 def run_local(cfg: PrepareConfig, *, log: Callable[[str], None] = print) -> dict:
-    """Runs the whole pipeline in this process; returns the manifest (or curated index)."""
-    tf.io.gfile.makedirs(cfg.output)
+    """Runs the whole pipeline in this process; returns the manifest (or curated index).
+    Inputs are checked before the output directory is claimed (`validate_inputs`)."""
+    tasks = validate_inputs(cfg)
     check_state(cfg)
     if cfg.train_tokenizer_vocab and not cfg.tokenizer and not cfg.curate_only:
         return _run_with_tokenizer_training(cfg, log=log)
@@ -575,7 +859,6 @@ def run_local(cfg: PrepareConfig, *, log: Callable[[str], None] = print) -> dict
         encoder = Encoder(cfg.tokenizer)
         tok_sha = records.file_sha256(cfg.tokenizer)
     specs = all_specs(cfg)
-    tasks = plan_files(cfg)
     processor = FileProcessor(cfg)
     deduper = Deduper(processor.dedup)
     assigner = ShardAssigner(cfg.shard_size)
@@ -639,15 +922,14 @@ class _RejectedWriters:
     def write(self, r: Rejected) -> None:
         f = self.files.get((r.split, r.source))
         if f is None:
-            path = rejected_path(self.keep_dir, r.split, r.source)
-            f = self.files[(r.split, r.source)] = tf.io.gfile.GFile(path + ".tmp", "w")
-        f.write(json.dumps(r.record, ensure_ascii=False) + "\n")
+            tmp = io.tmp_name(rejected_path(self.keep_dir, r.split, r.source))
+            f = self.files[(r.split, r.source)] = (tf.io.gfile.GFile(tmp, "w"), tmp)
+        f[0].write(json.dumps(r.record, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        for (split, source), f in sorted(self.files.items()):
+        for (split, source), (f, tmp) in sorted(self.files.items()):
             f.close()
-            path = rejected_path(self.keep_dir, split, source)
-            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+            tf.io.gfile.rename(tmp, rejected_path(self.keep_dir, split, source), overwrite=True)
 
 
 def _text_field(cfg: PrepareConfig, source: str) -> str:

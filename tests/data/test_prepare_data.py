@@ -208,7 +208,8 @@ def test_100mb_single_line_document(corpus, tmp_path):
     m = prepare.run_local(config(corpus, tmp_path / "o", sources=[SourceSpec("huge", [str(src)])],
                                  eval_sources=[], curation=CurationConfig(skip={"dedup"})))
     rep = m["report"]["train"]["sources"]["huge"]
-    assert rep["documents_in"] == 2 and rep["removed"] == {"quality:max_words": 1}
+    # above --max-document-mb (16 by default): removed right after reading, and counted
+    assert rep["documents_in"] == 2 and rep["removed"] == {"read:too_large": 1}
     assert rep["bytes_in"] > 100 * 10**6
 
 
