@@ -38,7 +38,9 @@ def main(argv=None):
     p.add_argument("--input-sentence-size", type=int, default=0,
                    help="if > 0, SentencePiece samples this many training lines")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--on-error", choices=("skip", "raise"), default="skip")
+    p.add_argument("--on-error", choices=("skip", "raise"), default="skip",
+                   help="unreadable inputs: count, print and skip each (default) or stop at "
+                        "the first, naming the file and line")
     args = p.parse_args(argv)
     try:
         sources = prepare.sources_from_args(args)
@@ -56,10 +58,16 @@ def main(argv=None):
             normalization="nfkc" if args.nfkc else args.normalization,
             num_sentinels=args.num_sentinels, character_coverage=args.character_coverage,
             input_sentence_size=args.input_sentence_size, seed=args.seed,
-            on_error=args.on_error)
+            on_error=args.on_error, on_skip=lambda message: print(
+                f"train_tokenizer: skipped {message}", file=sys.stderr))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"train_tokenizer: error: {e}", file=sys.stderr)
         return 2
+    if info["skipped"]:
+        print(f"train_tokenizer: skipped {sum(info['skipped'].values())} unreadable "
+              "file(s) or line(s) (--on-error raise stops at the first): "
+              + ", ".join(f"{rule} {n}" for rule, n in info["skipped"].items()),
+              file=sys.stderr)
     print(json.dumps(info, sort_keys=True))
     return 0
 

@@ -28,6 +28,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import tensorflow as tf
 
+from massivetext_tf import io as massivetext_io
+
 logger = logging.getLogger(__name__)
 
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
@@ -137,6 +139,7 @@ def train_tokenizer(
     on_error: str = "skip",
     num_threads: int | None = None,
     hard_vocab_limit: bool = True,
+    on_skip=None,
 ) -> dict:
     """Trains a SentencePiece model and writes it to `output_path` (any tf.io.gfile path).
 
@@ -153,14 +156,18 @@ def train_tokenizer(
         input_sentence_size: if > 0, SentencePiece samples this many training lines.
         max_sentence_length: longest training line in bytes (longer lines are cut).
         seed: seed of the per-source sampling.
-        on_error: "skip" or "raise", passed to `read_documents`.
+        on_error: "skip" or "raise", passed to `read_documents`: an unreadable file or line is
+            counted (in `skipped` of the result, by `read:<rule>`) and skipped, or stops
+            training with a one-line `ReadError` (a ValueError) naming the file and line.
         num_threads: trainer threads (defaults to the CPU count).
         hard_vocab_limit: if False, a too-large `vocab_size` for a tiny corpus shrinks instead of
             failing.
+        on_skip: called with the one-line message of each unreadable unit skipped (the same
+            format as prepare_data's `--on-error raise` error).
 
     Returns:
         A dict with `path`, `vocabulary_size`, `documents`, `sentences`, per-source document
-        counts and the special ids.
+        counts, `skipped` (unreadable units by `read:<rule>`) and the special ids.
     """
     import sentencepiece as spm
 
@@ -174,21 +181,33 @@ def train_tokenizer(
         raise ValueError(f"num_sentinels={num_sentinels}: must be >= 0")
     sample = dict(sample or {})
     counts: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     if sources is not None:
+        from massivetext_tf.data.curate import list_files
+
         names = [s.name for s in sources]
         unknown = sorted(set(sample) - set(names))
         if unknown:
             raise ValueError(f"--sample names unknown source(s) {unknown}; sources are {names}")
-        texts = _source_texts(sources, sample, counts, seed=seed, on_error=on_error)
+        for spec in sources:
+            list_files(spec)   # a pattern matching nothing fails here, not inside the trainer
+        texts = _source_texts(sources, sample, counts, skipped, seed=seed, on_error=on_error,
+                              on_skip=on_skip)
     else:
         texts = _count_texts(texts, counts)
 
     n_sentences = [0]
+    failure: list[BaseException] = []
 
     def sentence_iterator():
-        for s in training_sentences(texts, max_sentence_length=max_sentence_length):
-            n_sentences[0] += 1
-            yield s
+        # An exception raised in here would reach the caller wrapped in SentencePiece's
+        # RuntimeError; it is kept and re-raised as itself once the trainer returns.
+        try:
+            for s in training_sentences(texts, max_sentence_length=max_sentence_length):
+                n_sentences[0] += 1
+                yield s
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            failure.append(e)
 
     user_symbols = [NEWLINE_PIECE] + [sentinel_piece(i) for i in range(num_sentinels)]
     model = io.BytesIO()
@@ -197,6 +216,9 @@ def train_tokenizer(
         raise ValueError(f"vocab_size={vocab_size} is too small: byte fallback alone needs 256 "
                          f"byte pieces + 4 special + {len(user_symbols)} user-defined pieces "
                          f"(> {min_vocab})")
+    # SentencePiece seeds its sampler from std::random_device unless told: fix it, so the
+    # same inputs give the same model bytes (input_sentence_size > 0 samples lines).
+    spm.set_random_generator_seed(seed + 1)
     try:
         _train(spm, model, sentence_iterator(), user_symbols, vocab_size=vocab_size,
                model_type=model_type, character_coverage=character_coverage,
@@ -204,19 +226,19 @@ def train_tokenizer(
                input_sentence_size=input_sentence_size, hard_vocab_limit=hard_vocab_limit,
                num_threads=num_threads)
     except RuntimeError as e:
+        if failure:
+            raise failure[0] from None
         if n_sentences[0] == 0:
-            raise ValueError("train_tokenizer: no training text (all inputs empty or skipped)")
-        raise ValueError(f"SentencePiece training failed: {e}") from None
+            raise ValueError("train_tokenizer: no training text (all inputs empty or skipped"
+                             f"{_skipped_note(skipped)})") from None
+        raise ValueError(f"SentencePiece training failed: {' '.join(str(e).split())}") from None
+    if failure:
+        raise failure[0]
     if n_sentences[0] == 0:
-        raise ValueError("train_tokenizer: no training text (all inputs empty or skipped)")
+        raise ValueError("train_tokenizer: no training text (all inputs empty or skipped"
+                         f"{_skipped_note(skipped)})")
     proto = model.getvalue()
-    parent = os.path.dirname(output_path)
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    tmp = output_path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(proto)
-    tf.io.gfile.rename(tmp, output_path, overwrite=True)
+    massivetext_io.atomic_write(output_path, proto)
     proc = spm.SentencePieceProcessor(model_proto=proto)
     check_special_ids(proc, name=output_path)
     return {
@@ -225,6 +247,7 @@ def train_tokenizer(
         "documents": sum(counts.values()),
         "sources": counts,
         "sentences": n_sentences[0],
+        "skipped": dict(sorted(skipped.items())),
         "pad_id": PAD_ID, "eos_id": EOS_ID, "bos_id": BOS_ID, "unk_id": UNK_ID,
         "num_sentinels": num_sentinels,
         "sha256": hashlib.sha256(proto).hexdigest(),
@@ -265,12 +288,25 @@ def _count_texts(texts, counts):
         yield t
 
 
-def _source_texts(sources, sample, counts, *, seed, on_error):
+def _skipped_note(skipped: Mapping[str, int]) -> str:
+    if not skipped:
+        return ""
+    return f"; skipped {sum(skipped.values())} unreadable: " + ", ".join(
+        f"{rule} {n}" for rule, n in sorted(skipped.items()))
+
+
+def _source_texts(sources, sample, counts, skipped, *, seed, on_error, on_skip=None):
     from massivetext_tf.data.curate import read_documents
+
+    def on_reject(doc, stage, rule):
+        key = f"{stage}:{rule}"
+        skipped[key] = skipped.get(key, 0) + 1
+        if on_skip is not None:
+            on_skip(doc.fields.get("error", f"{doc.id}: [{key}]"))
 
     for spec in sources:
         counts.setdefault(spec.name, 0)
-        docs = read_documents(spec, on_error=on_error)
+        docs = read_documents(spec, on_error=on_error, on_reject=on_reject)
         for doc in sample_documents(docs, sample.get(spec.name), seed=seed):
             counts[spec.name] += 1
             yield doc.text
