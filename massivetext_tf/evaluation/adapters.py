@@ -1,0 +1,401 @@
+"""Model adapters: one lm-evaluation-harness-shaped interface over every model we can judge.
+
+`load_model(path)` takes a keras-hub preset directory (e.g. `MODEL_DIR/preset`, Keras) or an
+exported SavedModel `NAME/VERSION` directory and returns a `ModelAdapter` with
+
+* `loglikelihood(requests)`: `[(context, continuation)] -> [LoglikelihoodResult]` (summed log
+  probability of the continuation given the context, natural log, and whether every
+  continuation token is the argmax: lm-eval's `(logprob, is_greedy)`),
+* `loglikelihood_rolling(texts)`: `[text] -> [RollingResult]` (every token of the text scored
+  once, sliding windows, `massivetext_tf.models.scoring.window_plan`),
+* `generate_until(requests)`: `[GenerationRequest] -> [str]` (greedy, only the new text).
+
+Both paths run the same functions: a Keras model is wrapped in memory by
+`massivetext_tf.export.build_serving_module` (the module an export saves), a SavedModel is
+loaded with `tf.saved_model.load`. Token log-likelihoods come from the `forward` signature
+(logits), generations from the `generate` signature, so a served model is judged exactly as
+it serves. Texts are tokenized on the host with the model's own SentencePiece model (the
+preset's tokenizer, or the export's `assets/tokenizer.model`).
+
+Token conventions (docs/architecture.md, docs/evaluation.md):
+
+* decoder-only: `[<s>] + context + continuation`; the context's trailing whitespace moves to
+  the continuation and the continuation's tokens are those of `context + continuation` past
+  the context's own tokens (lm-evaluation-harness's split). A sequence longer than the
+  window is left-truncated after `<s>` (the most recent tokens are kept, and counted);
+* encoder-decoder: encoder `context + [</s>]` (left-truncated to the window), decoder
+  `[<s>] + continuation`, scored labels `continuation + [</s>]` (the target as trained and as
+  the `score` signature scores it); the continuation's leading whitespace is dropped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import numpy as np
+
+from massivetext_tf import io
+
+PAD_ID, EOS_ID, BOS_ID = 0, 1, 2
+DEFAULT_BATCH_SIZE = 8
+EXPORT_INFO = "assets.extra/massivetext_export.json"
+
+
+class ModelLoadError(ValueError):
+    """A --model path is neither a preset directory nor a SavedModel."""
+
+
+@dataclasses.dataclass
+class LoglikelihoodResult:
+    logprob: float          # natural log, summed over the scored tokens
+    is_greedy: bool         # every scored token is the argmax
+    num_tokens: int         # scored tokens
+    truncated: bool = False  # the context was left-truncated to fit the window
+    skipped: bool = False    # the continuation alone does not fit: not scored (logprob nan)
+
+
+@dataclasses.dataclass
+class RollingResult:
+    logprob: float
+    num_tokens: int
+
+
+@dataclasses.dataclass
+class GenerationRequest:
+    context: str
+    until: tuple = ()          # stop strings: the text is cut before the first one
+    max_new_tokens: int = 32
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    text: str
+    truncated: bool = False
+
+
+class SentencePiece:
+    """Host-side tokenizer over a serialized SentencePiece model (the model's own)."""
+
+    def __init__(self, proto: bytes):
+        import sentencepiece as spm
+
+        self.proto = proto
+        self.processor = spm.SentencePieceProcessor(model_proto=proto)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.processor.encode(text))
+
+    def decode(self, ids) -> str:
+        return self.processor.decode([int(i) for i in ids])
+
+
+def _bucket(length: int, maximum: int) -> int:
+    """Padded length: the next power of two (at least 16), at most `maximum`."""
+    return min(maximum, max(16, 1 << max(0, (length - 1)).bit_length()))
+
+
+class ModelAdapter:
+    """lm-eval-shaped scoring and generation over a serving module (in memory or loaded).
+
+    Args:
+        module: an object with `forward`, `generate` (and `score`) functions as built by
+            `massivetext_tf.export.build_serving_module` or restored by `tf.saved_model.load`.
+        tokenizer_proto: serialized SentencePiece model.
+        kind: "decoder_only" or "encoder_decoder".
+        max_length: the window: longest token sequence one forward pass takes.
+        batch_size: rows per forward / generate call.
+        info: a dict describing the model (path, format, checkpoint), copied into results.
+    """
+
+    def __init__(self, module, tokenizer_proto, kind, max_length, *, batch_size=DEFAULT_BATCH_SIZE,
+                 info=None, stride=None):
+        if kind not in ("decoder_only", "encoder_decoder"):
+            raise ValueError(f"unknown model kind {kind!r}")
+        self.module = module
+        self.tokenizer = SentencePiece(tokenizer_proto)
+        self.kind = kind
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.stride = stride
+        self.info = dict(info or {})
+        self.info.setdefault("kind", kind)
+        self.info.setdefault("max_length", self.max_length)
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _token_log_probs(self, rows):
+        """`rows`: list of dicts with `input` (token ids fed), `targets` (the next-token ids of
+        positions 0..len(input)-1) and, for the encoder-decoder, `encoder` ids. Returns per row
+        `(log_probs [len], greedy [len])` of each target."""
+        import tensorflow as tf
+
+        out = []
+        for b in range(0, len(rows), self.batch_size):
+            chunk = rows[b: b + self.batch_size]
+            length = _bucket(max(len(r["input"]) for r in chunk), self.max_length)
+            ids = np.zeros([len(chunk), length], np.int32)
+            targets = np.zeros_like(ids)
+            for i, r in enumerate(chunk):
+                ids[i, : len(r["input"])] = r["input"]
+                targets[i, : len(r["targets"])] = r["targets"]
+            mask = (np.arange(length)[None, :] < np.array([len(r["input"]) for r in chunk])[:, None])
+            mask = mask.astype(np.int32)
+            if self.kind == "decoder_only":
+                logits = self.module.forward(tf.constant(ids), tf.constant(mask))["logits"]
+            else:
+                enc_len = _bucket(max(len(r["encoder"]) for r in chunk), self.max_length)
+                enc = np.zeros([len(chunk), enc_len], np.int32)
+                for i, r in enumerate(chunk):
+                    enc[i, : len(r["encoder"])] = r["encoder"]
+                logits = self.module.forward(tf.constant(enc), tf.constant((enc != 0).astype(np.int32)),
+                                             tf.constant(ids), tf.constant(mask))["logits"]
+            logits = tf.cast(logits, tf.float32)
+            log_probs = tf.nn.log_softmax(logits, axis=-1)
+            picked = tf.gather(log_probs, tf.constant(targets), batch_dims=2).numpy()
+            greedy = (tf.argmax(logits, axis=-1, output_type=tf.int32).numpy() == targets)
+            for i, r in enumerate(chunk):
+                n = len(r["targets"])
+                out.append((picked[i, :n].astype(np.float64), greedy[i, :n]))
+        return out
+
+    # ------------------------------------------------------------------ tokenization
+
+    def encode_pair(self, context: str, continuation: str):
+        """(context ids, continuation ids) with lm-evaluation-harness's split (decoder-only)
+        or separately (encoder-decoder, continuation stripped of leading whitespace)."""
+        if self.kind == "encoder_decoder":
+            return self.tokenizer.encode(context), self.tokenizer.encode(continuation.lstrip())
+        n_space = len(context) - len(context.rstrip())
+        if n_space:
+            continuation = context[-n_space:] + continuation
+            context = context[:-n_space]
+        whole = self.tokenizer.encode(context + continuation)
+        context_ids = self.tokenizer.encode(context) if context else []
+        return whole[: len(context_ids)], whole[len(context_ids):]
+
+    # ------------------------------------------------------------------ lm-eval interface
+
+    def loglikelihood(self, requests):
+        """`[(context, continuation)]` -> `[LoglikelihoodResult]`."""
+        rows, spans, results = [], [], []
+        for context, continuation in requests:
+            ctx, cont = self.encode_pair(context, continuation)
+            row, span, truncated = self._row(ctx, cont)
+            if row is None:
+                results.append(LoglikelihoodResult(float("nan"), False, len(cont), truncated, True))
+                continue
+            results.append(LoglikelihoodResult(0.0, False, span[1] - span[0], truncated))
+            rows.append(row)
+            spans.append((len(results) - 1, span))
+        for (index, (lo, hi)), (log_probs, greedy) in zip(spans, self._token_log_probs(rows)):
+            results[index].logprob = float(np.sum(log_probs[lo:hi], dtype=np.float64))
+            results[index].is_greedy = bool(np.all(greedy[lo:hi]))
+        return results
+
+    def _row(self, ctx, cont):
+        """The forward row scoring `cont` after `ctx`, the scored target span, truncated?"""
+        window = self.max_length
+        if self.kind == "decoder_only":
+            if len(cont) + 1 > window or not cont:
+                return None, None, False
+            body = ctx + cont
+            truncated = len(body) + 1 > window
+            body = body[-(window - 1):]
+            seq = [BOS_ID] + body
+            return {"input": seq[:-1], "targets": seq[1:]}, (len(seq) - 1 - len(cont), len(seq) - 1), truncated
+        labels = cont + [EOS_ID]
+        if len(labels) > window:
+            return None, None, False
+        truncated = len(ctx) + 1 > window
+        encoder = ctx[-(window - 1):] + [EOS_ID] if window > 1 else [EOS_ID]
+        return ({"encoder": encoder, "input": [BOS_ID] + cont, "targets": labels},
+                (0, len(labels)), truncated)
+
+    def loglikelihood_rolling(self, texts, *, stride=None):
+        """`[text] -> [RollingResult]`: every token of each text scored exactly once.
+
+        Decoder-only: `[<s>] + tokens` in windows of `max_length` starting `stride` tokens
+        apart (default half the window); each window scores only positions past the previous
+        one (`window_plan`). Encoder-decoder: consecutive chunks of `max_length - 1` tokens,
+        each scored by the decoder (`[<s>] + chunk`, `</s>` not scored) with the preceding
+        `max_length - 1` tokens as encoder input."""
+        return self.rolling_tokens([self.tokenizer.encode(t) for t in texts], stride=stride)
+
+    def rolling_tokens(self, token_lists, *, stride=None):
+        from massivetext_tf.models.scoring import window_plan
+
+        window = self.max_length
+        rows, owners = [], []
+        for i, tokens in enumerate(token_lists):
+            if self.kind == "decoder_only":
+                seq = [BOS_ID] + list(tokens)
+                step = stride or self.stride or max(1, window // 2)
+                for start, first, end in window_plan(len(seq), window, step):
+                    piece = seq[start:end]
+                    rows.append({"input": piece[:-1], "targets": piece[1:]})
+                    owners.append((i, first - start - 1, end - start - 1))
+            else:
+                chunk = window - 1
+                for s in range(0, len(tokens), chunk):
+                    piece = list(tokens[s: s + chunk])
+                    encoder = list(tokens[max(0, s - chunk): s]) + [EOS_ID]
+                    rows.append({"encoder": encoder, "input": [BOS_ID] + piece[:-1], "targets": piece})
+                    owners.append((i, 0, len(piece)))
+        totals = np.zeros(len(token_lists), np.float64)
+        counts = np.zeros(len(token_lists), np.int64)
+        for (i, lo, hi), (log_probs, _) in zip(owners, self._token_log_probs(rows)):
+            totals[i] += float(np.sum(log_probs[lo:hi], dtype=np.float64))
+            counts[i] += hi - lo
+        return [RollingResult(float(t), int(c)) for t, c in zip(totals, counts)]
+
+    def generate_until(self, requests):
+        """`[GenerationRequest]` -> `[GenerationResult]`: greedy from `<s>` + context through the
+        `generate` signature, stopped at `</s>`, `max_new_tokens`, or before the first stop
+        string; only the new text."""
+        import tensorflow as tf
+
+        results = [None] * len(requests)
+        by_length = {}
+        for i, r in enumerate(requests):
+            by_length.setdefault(min(int(r.max_new_tokens), self.max_length - 1), []).append(i)
+        for max_new, indices in by_length.items():
+            for b in range(0, len(indices), self.batch_size):
+                chunk = indices[b: b + self.batch_size]
+                prompts = [requests[i].context for i in chunk]
+                out = self.module.generate(tf.constant(prompts), tf.constant(max_new, tf.int32))
+                texts = [t.decode("utf-8", errors="replace") for t in out["text"].numpy()]
+                for i, text in zip(chunk, texts):
+                    for stop in requests[i].until:
+                        if stop and stop in text:
+                            text = text[: text.index(stop)]
+                    n = len(self.tokenizer.encode(requests[i].context))
+                    truncated = (n + 1 > self.max_length - max_new) if self.kind == "decoder_only" \
+                        else (n + 1 > self.max_length)
+                    results[i] = GenerationResult(text, truncated)
+        return results
+
+
+# ---------------------------------------------------------------------------------- loading
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def _join(*parts):
+    return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
+
+
+def is_saved_model(path: str) -> bool:
+    return _gfile().exists(_join(path, "saved_model.pb"))
+
+
+def _sha256(path: str, limit: int = 1 << 62) -> str | None:
+    if not _gfile().exists(path):
+        return None
+    digest = hashlib.sha256()
+    with _gfile().GFile(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_task(preset_dir: str, dtype: str | None = "float32"):
+    """The Keras task of a preset directory (the one place to switch loaders)."""
+    from massivetext_tf import models
+
+    if hasattr(models, "load"):
+        return models.load(preset_dir, dtype=dtype) if dtype else models.load(preset_dir)
+    from massivetext_tf.export.serving import load_task as export_load_task
+
+    return export_load_task(preset_dir)
+
+
+def model_kind(task) -> str:
+    from massivetext_tf import models
+
+    if hasattr(models, "kind"):
+        return models.kind(task)
+    from massivetext_tf.export.saved_model import model_kind as export_kind
+
+    return export_kind(task)
+
+
+def from_task(task, *, name=None, batch_size=DEFAULT_BATCH_SIZE, max_length=None, stride=None,
+              jit_compile=True, info=None) -> ModelAdapter:
+    """An adapter over an in-memory Keras task (its tokenizer attached)."""
+    from massivetext_tf.export.saved_model import build_serving_module, resolve_max_length, tokenizer_proto
+
+    kind = model_kind(task)
+    length = resolve_max_length(task, max_length)
+    module = build_serving_module(task, max_length=length, jit_compile=jit_compile, max_batch_size=None)
+    info = {"name": name or task.name, "format": "keras", "dtype": task.dtype_policy.name,
+            **(info or {})}
+    return ModelAdapter(module, tokenizer_proto(task), kind, length, batch_size=batch_size,
+                        info=info, stride=stride)
+
+
+def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="float32",
+               max_length=None, stride=None, jit_compile=True) -> ModelAdapter:
+    """A `ModelAdapter` for a preset directory (Keras, loaded in `dtype`) or a SavedModel
+    `NAME/VERSION` directory (scored through its signatures)."""
+    path = str(path).rstrip("/")
+    gfile = _gfile()
+    if not gfile.exists(path):
+        raise ModelLoadError(f"--model {path}: does not exist")
+    if is_saved_model(path):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the SentencePiece kernels)
+
+        info_path = _join(path, EXPORT_INFO)
+        export = io.read_json(info_path, default=None)
+        if export is None:
+            raise ModelLoadError(f"--model {path}: a SavedModel without {EXPORT_INFO}; only "
+                                 "massivetext_tf exports (tools/export.py) can be evaluated")
+        tok = _join(path, "assets", "tokenizer.model")
+        if not gfile.exists(tok):
+            raise ModelLoadError(f"--model {path}: no assets/tokenizer.model in the SavedModel")
+        with gfile.GFile(tok, "rb") as f:
+            proto = f.read()
+        loaded = tf.saved_model.load(path)
+        length = int(export["max_length"])
+        if max_length is not None and max_length < length:
+            length = int(max_length)
+        cap = export.get("max_batch_size") or batch_size
+        version = path.rsplit("/", 1)[-1]
+        info = {"name": name or _saved_model_name(path), "path": path,
+                "format": "saved_model", "version": version,
+                "checkpoint": {"variables_index_sha256": _sha256(_join(path, "variables", "variables.index"))},
+                "model_class": export.get("model_class")}
+        return ModelAdapter(loaded, proto, export["model_kind"], length,
+                            batch_size=min(batch_size, cap), info=info, stride=stride)
+    if not gfile.exists(_join(path, "config.json")):
+        raise ModelLoadError(f"--model {path}: neither a SavedModel (saved_model.pb) nor a keras-hub "
+                             "preset directory (config.json), e.g. MODEL_DIR/preset or saved_models/NAME/1")
+    task = load_task(path, dtype=dtype)
+    if getattr(getattr(task, "preprocessor", None), "tokenizer", None) is None:
+        raise ModelLoadError(f"--model {path}: the preset has no tokenizer (save it with one)")
+    info = {"path": path, "checkpoint": {"weights_sha256": _sha256(_join(path, "model.weights.h5"))}}
+    meta = io.read_json(_join(path, "metadata.json"), default=None)
+    if isinstance(meta, dict):
+        info["checkpoint"]["metadata"] = {k: meta[k] for k in sorted(meta) if not isinstance(meta[k], (dict, list))}
+    return from_task(task, name=name or _preset_name(path), batch_size=batch_size,
+                     max_length=max_length, stride=stride, jit_compile=jit_compile, info=info)
+
+
+def _saved_model_name(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    return parts[-2] if len(parts) >= 2 and parts[-1].isdigit() else parts[-1]
+
+
+def _preset_name(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[-1] == "preset":
+        return parts[-2]
+    return parts[-1] if parts else path
+
+
+def perplexity(logprob: float, num_tokens: int) -> float:
+    return math.exp(-logprob / num_tokens) if num_tokens else float("nan")

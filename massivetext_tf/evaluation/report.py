@@ -1,0 +1,92 @@
+"""Results as JSON (every row, every model) and as markdown tables (models side by side)."""
+from __future__ import annotations
+
+import datetime
+import math
+
+from massivetext_tf import io
+
+FORMAT = 1
+
+
+def results_document(runs, *, protocol=None) -> dict:
+    """`runs`: `[(model info dict, [result rows])]` -> the JSON document written by
+    `write_json`: `{"format", "created", "protocol", "models": [info], "results": [row + model]}`."""
+    results = []
+    for info, rows in runs:
+        results += [{"model": info["name"], **row} for row in rows]
+    return {"format": FORMAT, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "protocol": protocol or {}, "models": [info for info, _ in runs], "results": results}
+
+
+def _cell(row) -> str:
+    value, se = row["value"], row["stderr"]
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    digits = 4 if abs(value) < 10 else 2
+    text = f"{value:.{digits}f}"
+    if se is not None and isinstance(se, float) and math.isfinite(se):
+        text += f" ± {se:.{digits}f}"
+    return text
+
+
+def _counts(rows) -> str:
+    """`scored/items` plus skipped and truncated counts, the same for every model or listed."""
+    parts = []
+    for r in rows:
+        text = f"{r['num_scored']}/{r['num_items']}"
+        if r.get("num_skipped"):
+            text += f", {r['num_skipped']} skipped"
+        if r.get("num_truncated"):
+            text += f", {r['num_truncated']} truncated"
+        parts.append(text)
+    return parts[0] if len(set(parts)) == 1 else "; ".join(parts)
+
+
+def markdown(document) -> str:
+    """Task results in one table (a column per model), then one table per language-modelling
+    source (rows: bits per byte, perplexity, loss; a column per model)."""
+    models = [m["name"] for m in document["models"]]
+    rows = document["results"]
+    index = {}
+    for r in rows:
+        index.setdefault((r["task"], r["metric"]), {})[r["model"]] = r
+    out = []
+    task_keys = [k for k in index if not k[0].startswith("lm/")]
+    if task_keys:
+        out.append("| task | metric | k-shot | " + " | ".join(models) + " | items (scored/all) |")
+        out.append("|---|---|---|" + "---|" * len(models) + "---|")
+        for key in task_keys:
+            cells = index[key]
+            first = next(iter(cells.values()))
+            out.append(f"| {key[0]} | {key[1]} | {first['num_fewshot']} | "
+                       + " | ".join(_cell(cells[m]) if m in cells else "" for m in models)
+                       + f" | {_counts([cells[m] for m in models if m in cells])} |")
+    sources = []
+    for key in index:
+        if key[0].startswith("lm/") and key[0] not in sources:
+            sources.append(key[0])
+    for task in sources:
+        first = next(r for r in rows if r["task"] == task)
+        if out:
+            out.append("")
+        out.append(f"**{first['source']}** (window {first['window']}, stride {first['stride']})")
+        out.append("")
+        out.append("| metric | " + " | ".join(models) + " |")
+        out.append("|---|" + "---|" * len(models))
+        for metric in ("bits_per_byte", "perplexity", "loss"):
+            cells = index.get((task, metric), {})
+            out.append(f"| {metric} | " + " | ".join(_cell(cells[m]) if m in cells else "" for m in models) + " |")
+        cells = index.get((task, "bits_per_byte"), {})
+        out.append("| documents | " + " | ".join(_counts([cells[m]]) if m in cells else "" for m in models) + " |")
+        out.append("| tokens / bytes | " + " | ".join(
+            f"{cells[m]['tokens']} / {cells[m]['bytes']}" if m in cells else "" for m in models) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write_json(path, document) -> None:
+    io.write_json(path, document)
+
+
+def write_markdown(path, document) -> None:
+    io.atomic_write(path, markdown(document))
