@@ -78,6 +78,10 @@ class CachedAttention(keras.layers.Layer):
         dropout: dropout rate on attention probabilities.
         max_wavelength: rotary / sinusoid base wavelength.
         kernel_initializer: initializer for the projections.
+        scale_logits: divide the attention logits by `sqrt(key_dim)` (Vaswani et al.,
+            Gopher). T5 does not: it folds that scale into the query initialization.
+        query_initializer: initializer for the query projection (default:
+            `kernel_initializer`); T5 uses a normal of std `(hidden * key_dim)^-0.5`.
 
     Call arguments:
         query: `[batch, q_len, hidden]`.
@@ -114,6 +118,8 @@ class CachedAttention(keras.layers.Layer):
         dropout=0.0,
         max_wavelength=10000.0,
         kernel_initializer="glorot_uniform",
+        scale_logits=True,
+        query_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -134,6 +140,8 @@ class CachedAttention(keras.layers.Layer):
         self.dropout = dropout
         self.max_wavelength = max_wavelength
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.scale_logits = scale_logits
+        self.query_initializer = None if query_initializer is None else keras.initializers.get(query_initializer)
         self.rotary = None
         if position_encoding == "rotary":
             from keras_hub.layers import RotaryEmbedding
@@ -143,17 +151,17 @@ class CachedAttention(keras.layers.Layer):
             )
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
-    def _initializer(self):
-        """A fresh copy of the kernel initializer: one unseeded instance called twice returns
-        the same values, which would start Q, K and V identical."""
-        init = self.kernel_initializer
+    def _initializer(self, init=None):
+        """A fresh copy of an initializer (default: the kernel initializer): one unseeded
+        instance called twice returns the same values, which would start Q, K and V identical."""
+        init = init or self.kernel_initializer
         return init.__class__.from_config(init.get_config())
 
-    def _projection(self, name, equation, output_shape):
+    def _projection(self, name, equation, output_shape, initializer=None):
         return keras.layers.EinsumDense(
             equation,
             output_shape=output_shape,
-            kernel_initializer=self._initializer(),
+            kernel_initializer=self._initializer(initializer),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -167,7 +175,7 @@ class CachedAttention(keras.layers.Layer):
         # reshape into a one-token (matrix-vector) product and emits it as a plain loop, about
         # 25x slower than its library call: that made every decoded token pay for it.
         width = self.num_heads * self.key_dim
-        self.query_dense = self._projection("query", "btd,de->bte", (None, width))
+        self.query_dense = self._projection("query", "btd,de->bte", (None, width), self.query_initializer)
         self.key_dense = self._projection("key", "btd,de->bte", (None, width))
         self.value_dense = self._projection("value", "btd,de->bte", (None, width))
         self.output_dense = self._projection("attention_output", "bte,ed->btd", (None, hidden))
@@ -293,7 +301,9 @@ class CachedAttention(keras.layers.Layer):
         if self.position_encoding == "relative" and not is_cross:
             logits = logits + self._relative_logits(q, key_length, query_offset, relative_table)
         # Softmax in float32 (as Gopher does), whatever the compute dtype.
-        logits = ops.cast(logits, "float32") / math.sqrt(self.key_dim)
+        logits = ops.cast(logits, "float32")
+        if self.scale_logits:
+            logits = logits / math.sqrt(self.key_dim)
         if attention_bias is not None:
             logits = logits + ops.cast(attention_bias, "float32")
         mask = attention_mask(
@@ -329,4 +339,8 @@ class CachedAttention(keras.layers.Layer):
             "dropout": self.dropout,
             "max_wavelength": self.max_wavelength,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "scale_logits": self.scale_logits,
+            "query_initializer": (
+                None if self.query_initializer is None else keras.initializers.serialize(self.query_initializer)
+            ),
         }

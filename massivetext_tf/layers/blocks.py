@@ -22,6 +22,8 @@ class _Block(keras.layers.Layer):
         layer_norm_epsilon=1e-6,
         cross_attention=False,
         kernel_initializer="glorot_uniform",
+        scale_attention_logits=True,
+        query_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -33,7 +35,15 @@ class _Block(keras.layers.Layer):
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.cross_attention = cross_attention
-        self.kernel_initializer = kernel_initializer
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.scale_attention_logits = scale_attention_logits
+        self.query_initializer = None if query_initializer is None else keras.initializers.get(query_initializer)
+        attention_kwargs = dict(
+            kernel_initializer=self.kernel_initializer,
+            scale_logits=scale_attention_logits,
+            query_initializer=self.query_initializer,
+            dtype=self.dtype_policy,
+        )
         norm = lambda name: RMSNormalization(layer_norm_epsilon, dtype=self.dtype_policy, name=name)
         self.attention_norm = norm("attention_norm")
         self.attention = CachedAttention(
@@ -42,9 +52,8 @@ class _Block(keras.layers.Layer):
             position_encoding=position_encoding,
             causal=self.causal,
             dropout=dropout,
-            kernel_initializer=kernel_initializer,
-            dtype=self.dtype_policy,
             name="attention",
+            **attention_kwargs,
         )
         if cross_attention:
             self.cross_attention_norm = norm("cross_attention_norm")
@@ -54,9 +63,8 @@ class _Block(keras.layers.Layer):
                 position_encoding=None,
                 causal=False,
                 dropout=dropout,
-                kernel_initializer=kernel_initializer,
-                dtype=self.dtype_policy,
                 name="cross_attention",
+                **attention_kwargs,
             )
         self.feed_forward_norm = norm("feed_forward_norm")
         self.feed_forward = None  # built once the width is known
@@ -96,7 +104,11 @@ class _Block(keras.layers.Layer):
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "cross_attention": self.cross_attention,
-            "kernel_initializer": self.kernel_initializer,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "scale_attention_logits": self.scale_attention_logits,
+            "query_initializer": (
+                None if self.query_initializer is None else keras.initializers.serialize(self.query_initializer)
+            ),
         }
 
 
@@ -112,6 +124,10 @@ class DecoderBlock(_Block):
         dropout: dropout on attention probabilities, inner activations and residual branches.
         layer_norm_epsilon: RMSNorm epsilon.
         cross_attention: add a cross-attention sublayer (encoder-decoder models).
+        kernel_initializer: initializer of every projection.
+        scale_attention_logits: divide attention logits by `sqrt(key_dim)` (T5: False).
+        query_initializer: initializer of the query projections (default:
+            `kernel_initializer`).
 
     Call arguments:
         x: `[batch, length, hidden]`.

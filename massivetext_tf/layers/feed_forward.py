@@ -56,10 +56,13 @@ class FeedForward(keras.layers.Layer):
         self.gated = activation in ("swiglu", "geglu")
 
         def dense(units, name):
+            # A fresh copy per projection: one unseeded initializer instance returns the
+            # same values every call, which would start W_in and W_gate identical.
+            init = self.kernel_initializer
             return keras.layers.Dense(
                 units,
                 use_bias=use_bias,
-                kernel_initializer=keras.initializers.get(kernel_initializer),
+                kernel_initializer=init.__class__.from_config(init.get_config()),
                 dtype=self.dtype_policy,
                 name=name,
             )

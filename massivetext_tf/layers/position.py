@@ -98,6 +98,8 @@ class T5RelativePositionBias(keras.layers.Layer):
         num_buckets: number of distance buckets.
         max_distance: distances beyond this share the last bucket.
         bidirectional: encoder (True) or causal decoder (False) bucketing.
+        embeddings_initializer: initializer of the `[num_buckets, num_heads]` table
+            (default: normal, std 0.02; T5 uses std `hidden_dim^-0.5`).
 
     Call arguments:
         inputs: query hidden states `[batch, query_length, ...]` (only the shape is used).
@@ -112,18 +114,31 @@ class T5RelativePositionBias(keras.layers.Layer):
         Text-to-Text Transformer", 2020.
     """
 
-    def __init__(self, num_heads, num_buckets=32, max_distance=128, bidirectional=True, **kwargs):
+    def __init__(
+        self,
+        num_heads,
+        num_buckets=32,
+        max_distance=128,
+        bidirectional=True,
+        embeddings_initializer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.num_buckets = num_buckets
         self.max_distance = max_distance
         self.bidirectional = bidirectional
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.02)
+        )
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(self.num_buckets, self.num_heads),
-            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            # A fresh copy: an unseeded initializer instance shared by the encoder's and
+            # the decoder's tables would give both the same values.
+            initializer=self.embeddings_initializer.__class__.from_config(self.embeddings_initializer.get_config()),
         )
         self.built = True
 
@@ -167,4 +182,5 @@ class T5RelativePositionBias(keras.layers.Layer):
             "num_buckets": self.num_buckets,
             "max_distance": self.max_distance,
             "bidirectional": self.bidirectional,
+            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
         }

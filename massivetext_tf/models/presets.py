@@ -33,7 +33,12 @@ ENCODER_DECODER_FIELDS = {
     "position_encoding": "t5_bias",
     "relative_attention_num_buckets": 32,
     "relative_attention_max_distance": 128,
+    # T5's two constants (see EncoderDecoderBackbone). Absent from a config = the earlier
+    # T5-style behaviour (configs saved before the fields existed); the t5_* presets set both.
+    "scale_attention_logits": True,
+    "rescale_tied_output": False,
 }
+_BOOLS = ("tie_word_embeddings", "scale_attention_logits", "rescale_tied_output")
 _POSITIVE_INTS = (
     "vocabulary_size",
     "num_layers",
@@ -70,7 +75,9 @@ def _gopher(layers, heads, kv, d, lr, batch, paper):
     }
 
 
-def _t5(enc, dec, heads, kv, d, ff, paper, vocab=32128, max_len=512):
+def _t5(enc, dec, heads, kv, d, ff, paper, vocab=32128, max_len=512, v1_1=False):
+    """T5 (Raffel et al. 2020) as the public code computes it; `v1_1`: T5 v1.1 / Flan-T5
+    (gated GELU, untied input and output embeddings, no output rescale, no dropout)."""
     return {
         "config": {
             "model_type": "encoder_decoder",
@@ -83,12 +90,14 @@ def _t5(enc, dec, heads, kv, d, ff, paper, vocab=32128, max_len=512):
             "intermediate_dim": ff,
             "max_sequence_length": max_len,
             "position_encoding": "t5_bias",
-            "activation": "relu",
+            "activation": "geglu" if v1_1 else "relu",
             "dropout": 0.0,
             "layer_norm_epsilon": 1e-6,
-            "tie_word_embeddings": True,
+            "tie_word_embeddings": not v1_1,
             "relative_attention_num_buckets": 32,
             "relative_attention_max_distance": 128,
+            "scale_attention_logits": False,
+            "rescale_tied_output": not v1_1,
         },
         "metadata": {"paper_params": paper},
     }
@@ -106,6 +115,9 @@ PRESETS = {
     # T5-style encoder-decoder (Raffel et al. 2020 sizes; 32,128-token vocabulary).
     "t5_small": _t5(6, 6, 8, 64, 512, 2048, 60e6),
     "t5_base": _t5(12, 12, 12, 64, 768, 3072, 220e6),
+    # T5 v1.1 (google/t5-v1_1-*; Flan-T5 has the same architectures).
+    "t5_v1_1_small": _t5(8, 8, 6, 64, 512, 1024, 77e6, v1_1=True),
+    "t5_v1_1_base": _t5(12, 12, 12, 64, 768, 2048, 248e6, v1_1=True),
 }
 PRESETS["gopher_tiny"] = _gopher(2, 4, 16, 64, 1e-3, "tiny", None)
 PRESETS["gopher_tiny"]["config"].update(vocabulary_size=1024, max_sequence_length=128)
@@ -178,6 +190,9 @@ def validate_config(config):
         raise ValueError(f"Config field `activation` must be one of {ACTIVATIONS}, got {full['activation']!r}.")
     if full["position_encoding"] == "rotary" and full["key_value_dim"] % 2:
         raise ValueError("Config field `key_value_dim` must be even with rotary positions.")
+    for field in _BOOLS:
+        if field in full and not isinstance(full[field], bool):
+            raise ValueError(f"Config field `{field}` must be true or false, got {full[field]!r}.")
     if not 0.0 <= float(full["dropout"]) < 1.0:
         raise ValueError(f"Config field `dropout` must be in [0, 1), got {full['dropout']!r}.")
     if not float(full["layer_norm_epsilon"]) > 0:

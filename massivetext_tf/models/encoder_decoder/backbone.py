@@ -27,6 +27,16 @@ class EncoderDecoderBackbone(Backbone):
 
     Cross-attention never carries positions.
 
+    T5 itself (Raffel et al.; the `t5_*` presets) does not divide attention logits by
+    `sqrt(key_value_dim)` and, with tied embeddings, multiplies the decoder output by
+    `hidden_dim^-0.5` before the output projection: `scale_attention_logits=False`,
+    `rescale_tied_output=True`. Without logit scaling the model also takes T5's
+    initialization (normals of std: embeddings 1.0, query `(hidden_dim·key_value_dim)^-0.5`,
+    every other projection `fan_in^-0.5`, relative bias `hidden_dim^-0.5`); with it, the
+    earlier one (Glorot-uniform projections, std 0.02 embeddings and bias). The defaults
+    (`True`, `False`) are the earlier T5-style behaviour, so configs saved before these
+    fields existed still compute what they were trained to compute.
+
     Args:
         vocabulary_size: token vocabulary size (shared by both stacks).
         num_encoder_layers, num_decoder_layers: blocks per stack.
@@ -41,6 +51,11 @@ class EncoderDecoderBackbone(Backbone):
         layer_norm_epsilon: RMSNorm epsilon.
         tie_word_embeddings: share input embedding and output projection.
         relative_attention_num_buckets, relative_attention_max_distance: T5 bias buckets.
+        scale_attention_logits: divide attention logits by `sqrt(key_value_dim)` (T5: False;
+            False also selects T5's initialization).
+        rescale_tied_output: with `tie_word_embeddings`, multiply the decoder output by
+            `hidden_dim^-0.5` before the tied output projection (T5 v1.0: True). No effect
+            when untied.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
 
     Inputs: int32 `[batch, length]` tensors `encoder_token_ids`, `encoder_padding_mask`,
@@ -81,16 +96,19 @@ class EncoderDecoderBackbone(Backbone):
         tie_word_embeddings=True,
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
+        scale_attention_logits=True,
+        rescale_tied_output=False,
         dtype=None,
         **kwargs,
     ):
         key_value_dim = key_value_dim or hidden_dim // num_heads
+        init = _initializers(hidden_dim, key_value_dim, t5=not scale_attention_logits)
         # === Layers ===
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocabulary_size,
             hidden_dim,
             tie_weights=tie_word_embeddings,
-            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            embeddings_initializer=init["embeddings"],
             dtype=dtype,
             name="token_embedding",
         )
@@ -108,6 +126,7 @@ class EncoderDecoderBackbone(Backbone):
                     num_buckets=relative_attention_num_buckets,
                     max_distance=relative_attention_max_distance,
                     bidirectional=s == "encoder",
+                    embeddings_initializer=init["position_bias"],
                     dtype=dtype,
                     name=f"{s}_position_bias",
                 )
@@ -118,6 +137,9 @@ class EncoderDecoderBackbone(Backbone):
             activation=activation,
             dropout=dropout,
             layer_norm_epsilon=layer_norm_epsilon,
+            kernel_initializer=init["kernel"],
+            scale_attention_logits=scale_attention_logits,
+            query_initializer=init["query"],
             dtype=dtype,
         )
         self.encoder_embeddings_dropout = keras.layers.Dropout(
@@ -198,6 +220,8 @@ class EncoderDecoderBackbone(Backbone):
         self.tie_word_embeddings = tie_word_embeddings
         self.relative_attention_num_buckets = relative_attention_num_buckets
         self.relative_attention_max_distance = relative_attention_max_distance
+        self.scale_attention_logits = scale_attention_logits
+        self.rescale_tied_output = rescale_tied_output
 
     def encoder_embed(self, token_ids, segments=None):
         """Token (+ learned position) embedding of encoder tokens, then dropout."""
@@ -217,6 +241,14 @@ class EncoderDecoderBackbone(Backbone):
             x = x + self.decoder_position_embedding(x, start_index=start_index, segments=segments)
         return self.decoder_embeddings_dropout(x)
 
+    def token_logits(self, hidden_states):
+        """Vocabulary logits of decoder outputs (after the final norm): the output
+        projection, preceded by T5's `hidden_dim^-0.5` rescale when tied and
+        `rescale_tied_output`."""
+        if self.tie_word_embeddings and self.rescale_tied_output:
+            hidden_states = hidden_states * self.hidden_dim**-0.5
+        return self.token_embedding(hidden_states, reverse=True)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -235,4 +267,28 @@ class EncoderDecoderBackbone(Backbone):
             "tie_word_embeddings": self.tie_word_embeddings,
             "relative_attention_num_buckets": self.relative_attention_num_buckets,
             "relative_attention_max_distance": self.relative_attention_max_distance,
+            "scale_attention_logits": self.scale_attention_logits,
+            "rescale_tied_output": self.rescale_tied_output,
         }
+
+
+def _initializers(hidden_dim, key_value_dim, t5):
+    """Initializers of the backbone's weights: T5's (`t5=True`) or the earlier ones."""
+    normal = keras.initializers.RandomNormal
+    if not t5:
+        return {
+            "embeddings": normal(stddev=0.02),
+            "position_bias": normal(stddev=0.02),
+            "kernel": "glorot_uniform",
+            "query": None,
+        }
+    # T5 (Mesh TensorFlow / HuggingFace `_init_weights`): every projection a normal of std
+    # fan_in^-0.5 (K, V, feed-forward in: d^-0.5; O: (H·k)^-0.5; feed-forward out: f^-0.5),
+    # the query additionally scaled by key_dim^-0.5, which replaces 1/sqrt(k) on the logits.
+    fan_in_normal = lambda scale: keras.initializers.VarianceScaling(scale, "fan_in", "untruncated_normal")
+    return {
+        "embeddings": normal(stddev=1.0),
+        "position_bias": normal(stddev=hidden_dim**-0.5),
+        "kernel": fan_in_normal(1.0),
+        "query": fan_in_normal(1.0 / key_value_dim),
+    }

@@ -30,7 +30,8 @@ def with_segments(inputs):
 
 @keras.saving.register_keras_serializable(package="massivetext_tf")
 class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
-    """Encoder-decoder language model: `EncoderDecoderBackbone` + tied output projection.
+    """Encoder-decoder language model: `EncoderDecoderBackbone` + output projection
+    (`backbone.token_logits`: tied or untied, with T5's rescale when configured).
 
     A keras-hub `Seq2SeqLM`, so `compile()`, `fit()` and `generate()` with keras-hub
     samplers (greedy, top-k, top-p, beam, temperature) work as for keras-hub's T5 and BART.
@@ -64,7 +65,7 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
         # === Functional Model ===
         inputs = backbone.input
         hidden_states = backbone(inputs)["decoder_sequence_output"]
-        outputs = backbone.token_embedding(hidden_states, reverse=True)
+        outputs = backbone.token_logits(hidden_states)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
@@ -169,7 +170,7 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
             self_caches.append(next_cache)
         self_attention_cache = ops.stack(self_caches, axis=1)
         hidden_states = backbone.decoder_layer_norm(x)
-        logits = backbone.token_embedding(hidden_states, reverse=True)
+        logits = backbone.token_logits(hidden_states)
         return logits, hidden_states, self_attention_cache, cross_attention_cache
 
     # Every task exposes `call_with_cache` (docs/architecture.md); for this task it is the
