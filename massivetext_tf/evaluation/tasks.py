@@ -73,6 +73,7 @@ class Item:
     index: int
     line: int
     record: dict
+    path: str = ""          # the data file the item comes from (for error messages)
 
 
 @dataclasses.dataclass
@@ -96,7 +97,7 @@ class Task:
         return render_template(self.config[field], item.record, path or self._path_of(item), item.line, field)
 
     def _path_of(self, item):
-        return self.fewshot_path if item in self.fewshot_items and item not in self.items else self.data_path
+        return item.path or self.data_path
 
     def gold_index(self, item: Item) -> int:
         """Multiple choice / cloze: index of the gold choice (checked at load time)."""
@@ -222,7 +223,7 @@ def read_jsonl(path: str) -> list:
                 raise TaskError(f"{path}:{line_no}: bad JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(record, dict):
                 raise TaskError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            items.append(Item(len(items), line_no, record))
+            items.append(Item(len(items), line_no, record, path))
     if not items:
         raise TaskError(f"{path}: no items (empty file)")
     return items
@@ -321,17 +322,17 @@ def load_task(path: str, *, num_fewshot=None, limit=None, seed=None) -> Task:
 
     base = path.rsplit("/", 1)[0] if "/" in path else ""
     data_path = _resolve(base, config["data"])
-    items = read_jsonl(data_path)
-    if config["limit"]:
-        items = items[: config["limit"]]
+    all_items = read_jsonl(data_path)
+    items = all_items[: config["limit"]] if config["limit"] else all_items
     fewshot_path = _resolve(base, config["fewshot_data"]) if config.get("fewshot_data") else data_path
-    fewshot_items = read_jsonl(fewshot_path) if fewshot_path != data_path else items
+    # The few-shot pool does not depend on --limit, so a limited run sees the same prompts.
+    fewshot_items = read_jsonl(fewshot_path) if fewshot_path != data_path else all_items
     name = config.get("name") or os.path.basename(path).rsplit(".", 1)[0]
     task = Task(name, kind, path, data_path, config, items, fewshot_items, fewshot_path)
-    for item in items:
+    for item in all_items:
         _check_item(task, item, data_path)
     if config["num_fewshot"]:
-        for item in fewshot_items if fewshot_items is not items else []:
+        for item in fewshot_items if fewshot_items is not all_items else []:
             _check_item(task, item, fewshot_path)
         pool = len(fewshot_items) - (1 if fewshot_path == data_path else 0)
         if pool < config["num_fewshot"]:
