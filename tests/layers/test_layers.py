@@ -196,3 +196,57 @@ def test_relative_logit_paths_agree():
     for i in range(6):
         one = np.asarray(layer._relative_logits(q[:, i : i + 1], 6, i, None))  # slice
         np.testing.assert_allclose(one[..., : i + 1], full[:, :, i : i + 1, : i + 1], atol=1e-5)
+
+
+def test_t5_unscaled_attention_is_scaling_folded_into_the_query(tmp_path):
+    """T5 (`scale_logits=False`) drops 1/sqrt(key_dim) from the logits: the same as scaled
+    attention whose query kernel is multiplied by sqrt(key_dim). The query gets its own
+    initializer (T5: std (hidden * key_dim)^-0.5), and both round-trip through get_config."""
+    query_init = keras.initializers.VarianceScaling(1.0 / 8, "fan_in", "untruncated_normal")
+    t5 = check_layer(
+        CachedAttention,
+        {"num_heads": 2, "key_dim": 8, "position_encoding": "t5_bias", "causal": False,
+         "scale_logits": False, "query_initializer": query_init},
+        [X],
+        {"query_segments": SEGMENTS, "key_segments": SEGMENTS},
+        expected_output_shape=X.shape,
+        tmp_path=tmp_path,
+    )
+    assert t5.get_config()["scale_logits"] is False
+    assert t5.get_config()["query_initializer"]["config"]["scale"] == 1.0 / 8
+    scaled = CachedAttention(2, 8, position_encoding="t5_bias", causal=False)
+    scaled(X)
+    for ours, theirs in zip(t5.weights, scaled.weights):
+        theirs.assign(ours.numpy())
+    bias = RNG.normal(size=(1, 2, 6, 6)).astype("float32")
+    unscaled = t5(X, attention_bias=bias)
+    assert not np.allclose(scaled(X, attention_bias=bias), unscaled, atol=1e-4)
+    scaled.query_dense.kernel.assign(t5.query_dense.kernel.numpy() * np.sqrt(8))
+    np.testing.assert_allclose(scaled(X, attention_bias=bias), unscaled, atol=1e-5)
+    # The query initializer is used: std (16 * 8)^-0.5 instead of Glorot's.
+    big = CachedAttention(2, 64, scale_logits=False, query_initializer=query_init.__class__(1.0 / 64, "fan_in", "untruncated_normal"))
+    big(X)
+    assert abs(np.std(big.query_dense.kernel.numpy()) - (16 * 64) ** -0.5) < 0.1 * (16 * 64) ** -0.5
+
+
+def test_block_passes_t5_attention_options_to_both_attentions():
+    block = DecoderBlock(2, 8, 32, position_encoding="t5_bias", cross_attention=True, scale_attention_logits=False)
+    block(X, encoder_outputs=X)
+    assert block.attention.scale_logits is False and block.cross_attention_layer.scale_logits is False
+    clone = DecoderBlock.from_config(block.get_config())
+    assert clone.get_config() == block.get_config()
+    # Gated feed-forward projections start different although they share one initializer.
+    ff = FeedForward(16, 32, activation="geglu", kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    ff(X)
+    assert not np.allclose(ff.gate_dense.kernel.numpy(), ff.input_dense.kernel.numpy())
+
+
+def test_t5_bias_initializer_and_distinct_tables():
+    init = keras.initializers.RandomNormal(stddev=0.25)
+    encoder = T5RelativePositionBias(4, num_buckets=32, embeddings_initializer=init)
+    decoder = T5RelativePositionBias(4, num_buckets=32, bidirectional=False, embeddings_initializer=init)
+    encoder(X), decoder(X)
+    assert 0.18 < np.std(encoder.embeddings.numpy()) < 0.32
+    assert not np.allclose(encoder.embeddings.numpy(), decoder.embeddings.numpy())
+    clone = T5RelativePositionBias.from_config(encoder.get_config())
+    assert clone.get_config() == encoder.get_config()

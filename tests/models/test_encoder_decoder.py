@@ -284,3 +284,69 @@ def test_bf16_cached_generate_runs():
         x["encoder_token_ids"], x["encoder_padding_mask"], x["decoder_token_ids"]
     )
     assert self_cache.dtype == cross_cache.dtype == "bfloat16"
+
+
+def test_t5_presets_are_t5_and_v1_1_presets_are_v1_1():
+    for name in ("t5_tiny", "t5_small", "t5_base"):
+        c = models.preset_config(name)
+        assert (c["scale_attention_logits"], c["rescale_tied_output"], c["tie_word_embeddings"]) == (False, True, True)
+        assert c["activation"] == "relu"
+    for name in ("t5_v1_1_small", "t5_v1_1_base"):
+        c = models.preset_config(name)
+        assert c["activation"] == "geglu" and c["dropout"] == 0.0
+        assert (c["scale_attention_logits"], c["rescale_tied_output"], c["tie_word_embeddings"]) == (False, False, False)
+    # google/t5-v1_1-small and -base sizes (transformers' own counts: test_t5_exact.py).
+    assert count_params("t5_v1_1_small") == 76_961_152
+    assert count_params("t5_v1_1_base") == 247_577_856
+    assert count_params("t5_small") == 60_506_624
+
+
+def test_t5_v1_1_parameter_count_matches():
+    lm = models.build("t5_v1_1_small")
+    assert lm.count_params() == count_params("t5_v1_1_small")
+    assert lm.backbone.token_embedding.reverse_embeddings.shape == (512, 32128)
+
+
+def test_t5_initialization():
+    """T5's initialization (Raffel et al.'s code; REFERENCE.md): normals of std 1.0 for the
+    embedding, (d·k)^-0.5 for queries, fan_in^-0.5 for the other projections, d^-0.5 for
+    the relative bias tables (one per stack, different values)."""
+    keras.utils.set_random_seed(0)
+    b = models.build("t5_small").backbone
+    d, k, h, f = 512, 64, 8, 2048
+    std = lambda w: float(np.std(keras.ops.convert_to_numpy(w)))
+    close = lambda w, expected: abs(std(w) - expected) < 0.03 * expected
+    layer = b.decoder_transformer_layers[0]
+    assert close(b.token_embedding.embeddings, 1.0)
+    assert close(layer.attention.query_dense.kernel, (d * k) ** -0.5)
+    assert close(layer.cross_attention_layer.query_dense.kernel, (d * k) ** -0.5)
+    assert close(layer.attention.key_dense.kernel, d**-0.5) and close(layer.attention.value_dense.kernel, d**-0.5)
+    assert close(layer.attention.output_dense.kernel, (h * k) ** -0.5)
+    assert close(layer.feed_forward.input_dense.kernel, d**-0.5)
+    assert close(layer.feed_forward.output_dense.kernel, f**-0.5)
+    bias = (b.encoder_position_bias.embeddings, b.decoder_position_bias.embeddings)
+    assert all(abs(std(w) - d**-0.5) < 0.2 * d**-0.5 for w in bias)
+    assert not np.allclose(*(keras.ops.convert_to_numpy(w) for w in bias))
+
+
+def test_configs_without_the_t5_fields_keep_the_earlier_computation():
+    """A config saved before the two fields existed means what it computed then: logits
+    scaled by 1/sqrt(k), no output rescale, the earlier initialization. The T5 flags change
+    the computation of the same weights."""
+    old = {k: v for k, v in models.preset_config("t5_tiny").items()
+           if k not in ("scale_attention_logits", "rescale_tied_output")}
+    config = models.resolve_config({**old, **SMALL})
+    assert (config["scale_attention_logits"], config["rescale_tied_output"]) == (True, False)
+    keras.utils.set_random_seed(0)
+    earlier = build_encoder_decoder(config)
+    assert earlier.backbone.decoder_transformer_layers[0].attention.scale_logits is True
+    assert float(np.std(keras.ops.convert_to_numpy(earlier.backbone.token_embedding.embeddings))) < 0.05
+    t5 = build_encoder_decoder({**config, "scale_attention_logits": False, "rescale_tied_output": True})
+    t5.set_weights(earlier.get_weights())
+    x = _inputs()
+    assert not np.allclose(keras.ops.convert_to_numpy(t5(x)), keras.ops.convert_to_numpy(earlier(x)), atol=1e-4)
+    # The backbone's own config round trip keeps the fields.
+    clone = EncoderDecoderBackbone.from_config(t5.backbone.get_config())
+    assert clone.scale_attention_logits is False and clone.rescale_tied_output is True
+    with pytest.raises(ValueError, match="rescale_tied_output"):
+        models.resolve_config({**config, "rescale_tied_output": "yes"})
