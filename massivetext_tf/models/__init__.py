@@ -6,6 +6,8 @@ Public entry points::
     preset_config(name) -> dict
     build(name_or_config, *, tokenizer=None, sequence_length=None, dtype=None, **overrides)
     count_params(name_or_config, **overrides) -> int
+    load(preset_dir, **kwargs) -> task      (a `save_to_preset` directory, e.g. MODEL_DIR/preset)
+    kind(model_or_preset_dir) -> "decoder_only" | "encoder_decoder"
 """
 from massivetext_tf.models.decoder_only import (
     GopherBackbone,
@@ -88,6 +90,81 @@ def build(name_or_config, *, tokenizer=None, sequence_length=None, dtype=None, *
     return build_encoder_decoder(config, tokenizer=tokenizer, sequence_length=sequence_length, dtype=dtype)
 
 
+def _preset_json(preset_dir, name):
+    import json
+
+    import tensorflow as tf
+
+    path = f"{str(preset_dir).rstrip('/')}/{name}"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: not a keras-hub preset file ({e})") from None
+
+
+def _registered_class(entry):
+    """The class a keras-hub preset JSON entry names (module + class_name), or None."""
+    import importlib
+
+    import keras
+
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("registered_name"):
+        cls = keras.saving.get_registered_object(entry["registered_name"])
+        if cls is not None:
+            return cls
+    try:
+        return getattr(importlib.import_module(entry.get("module", "")), entry.get("class_name", ""))
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def kind(model_or_preset_dir) -> str:
+    """`"decoder_only"` or `"encoder_decoder"` for a task/backbone instance or a preset directory
+    written by `save_to_preset` (keras-hub's GPT-2 and T5 count as the matching kind)."""
+    import keras_hub
+
+    obj = model_or_preset_dir
+    if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
+        preset = str(obj)
+        entry = _preset_json(preset, "task.json") or _preset_json(preset, "config.json")
+        if entry is None:
+            raise ValueError(f"{preset}: not a preset directory (no config.json); expected the "
+                             "output of save_to_preset, e.g. MODEL_DIR/preset")
+        obj = _registered_class(entry)
+        if obj is None:
+            raise ValueError(f"{preset}: unknown model class {entry.get('class_name')!r} "
+                             f"(module {entry.get('module')!r})")
+    cls = obj if isinstance(obj, type) else type(obj)
+    if issubclass(cls, (EncoderDecoderBackbone, keras_hub.models.Seq2SeqLM)) or (
+            issubclass(cls, keras_hub.models.Backbone) and "Encoder" in cls.__name__
+            and "Decoder" in cls.__name__) or issubclass(cls, keras_hub.models.T5Backbone):
+        return "encoder_decoder"
+    if issubclass(cls, (keras_hub.models.CausalLM, keras_hub.models.Backbone)):
+        return "decoder_only"
+    raise ValueError(f"{cls.__name__}: not a keras-hub task or backbone")
+
+
+def load(preset_dir, **kwargs):
+    """Loads a preset directory written by `save_to_preset` (e.g. the `MODEL_DIR/preset` a
+    finished training run writes) as its task: `GopherCausalLM` or `EncoderDecoderSeq2SeqLM`
+    (or keras-hub's own classes), with weights and, if saved, the tokenizer.
+
+    Works in a fresh process: importing `massivetext_tf.models` registers our classes with
+    Keras before keras-hub deserializes the preset. `kwargs` go to `from_preset`
+    (e.g. `dtype=`, `load_weights=`).
+    """
+    import keras_hub
+
+    base = keras_hub.models.Seq2SeqLM if kind(preset_dir) == "encoder_decoder" else \
+        keras_hub.models.CausalLM
+    return base.from_preset(str(preset_dir), **kwargs)
+
+
 __all__ = [
     "EncoderDecoderBackbone",
     "EncoderDecoderSeq2SeqLM",
@@ -98,7 +175,9 @@ __all__ = [
     "GopherTokenizer",
     "build",
     "count_params",
+    "kind",
     "list_presets",
+    "load",
     "preset_config",
     "preset_metadata",
     "resolve_config",

@@ -10,7 +10,11 @@ files under a temporary name and renames them into place when complete (`MergeV2
 (written to a temporary file and renamed). A kill before the rename leaves the state file naming
 the previous, complete checkpoints; the half-written temporary files are ignored. On top of that,
 `restore_latest` falls back to the previous checkpoint when the latest one fails to load (a
-truncated file on a flaky filesystem, say).
+truncated file on a flaky filesystem, say) or fails the caller's `verify` (non-finite weights).
+
+A checkpoint found bad (non-finite weights, or a non-finite loss from its state) is never
+deleted: `quarantine` moves its files to `checkpoints/nonfinite/` and rewrites the `checkpoint`
+state file without it, so the next run resumes from the newest good one.
 
 Multi-worker: every worker must take part in a save (variables may need collectives), and every
 worker's input-pipeline position is its own; the chief writes MODEL_DIR/checkpoints, worker i
@@ -25,6 +29,8 @@ import threading
 import tensorflow as tf
 
 log = logging.getLogger(__name__)
+
+QUARANTINE = "nonfinite"  # checkpoints/nonfinite/: checkpoints found bad, kept for inspection
 
 
 def seed_generator_states(model) -> list:
@@ -51,6 +57,7 @@ class Checkpointer:
         self.root = f"{model_dir}/checkpoints"
         directory = self.root if self.is_chief else f"{self.root}/worker_{worker}"
         self.directory = directory
+        self.max_to_keep = max_to_keep
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=max_to_keep, step_counter=objects.get("step")
         )
@@ -78,8 +85,40 @@ class Checkpointer:
             common = steps if common is None else common & steps
         return sorted(common or ())
 
-    def restore_latest(self) -> str | None:
-        """Restores the newest loadable checkpoint; returns its path (None: nothing to restore)."""
+    @property
+    def checkpoints(self) -> list[str]:
+        return list(self.manager.checkpoints)
+
+    def restore(self, path: str) -> None:
+        status = self.checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+
+    def quarantine(self, path: str) -> str:
+        """Moves checkpoint `path`'s files to `DIR/nonfinite/` (kept, not deleted) and drops it
+        from the `checkpoint` state file; returns the new prefix."""
+        dest_dir = f"{self.directory}/{QUARANTINE}"
+        tf.io.gfile.makedirs(dest_dir)
+        name = path.rsplit("/", 1)[-1]
+        for src in tf.io.gfile.glob(f"{path}.*"):
+            tf.io.gfile.rename(src, f"{dest_dir}/{src.rsplit('/', 1)[-1]}", overwrite=True)
+        remaining = [p for p in self.manager.checkpoints if p != path]
+        state = f"{self.directory}/checkpoint"
+        if remaining:
+            tf.compat.v1.train.update_checkpoint_state(
+                self.directory, remaining[-1], all_model_checkpoint_paths=remaining)
+        elif tf.io.gfile.exists(state):
+            tf.io.gfile.rename(state, f"{dest_dir}/checkpoint", overwrite=True)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.directory, max_to_keep=self.max_to_keep,
+            step_counter=self.objects.get("step"))
+        log.warning("checkpoint %s is not usable; moved to %s/%s", path, dest_dir, name)
+        return f"{dest_dir}/{name}"
+
+    def restore_latest(self, verify=None) -> str | None:
+        """Restores the newest loadable checkpoint; returns its path (None: nothing to restore).
+
+        `verify()`, if given, is called after each restore; a checkpoint for which it returns a
+        reason (a string) instead of None is quarantined and the previous one tried."""
         candidates = list(reversed(self.manager.checkpoints))
         common = self._common_steps()
         if common is not None:
@@ -87,12 +126,16 @@ class Checkpointer:
         errors = []
         for path in candidates:
             try:
-                status = self.checkpoint.restore(path)
-                status.assert_existing_objects_matched()
-                return path
+                self.restore(path)
             except Exception as e:  # noqa: BLE001 - any failure to load: try the previous one
                 log.warning("checkpoint %s failed to load (%s); trying the previous one", path, e)
                 errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                continue
+            bad = verify() if verify else None
+            if bad is None:
+                return path
+            log.warning("checkpoint %s: %s; trying the previous one", path, bad)
+            self.quarantine(path)
         if errors:
             raise RuntimeError("no checkpoint could be loaded:\n  " + "\n  ".join(errors))
         return None

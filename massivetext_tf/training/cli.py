@@ -89,8 +89,30 @@ def setup(args) -> None:
         set_logical_cpus(args.logical_cpus)
 
 
+def result_line(result: dict) -> str:
+    """The final stdout line: strict JSON (a non-finite number becomes null)."""
+    from massivetext_tf import io
+
+    def plain(v):
+        if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy / tf scalars
+            return v.item()
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        return str(v)
+
+    return io.dumps(plain(result), indent=None, sort_keys=False)
+
+
 def run(main_fn, description: str, argv=None) -> int:
-    """Parses flags, builds the config, calls `main_fn(cfg)`, prints the result as JSON."""
+    """Parses flags, builds the config, calls `main_fn(cfg)`, prints the result as JSON.
+
+    Exit status: 0 done (or preempted), 2 bad flags, config or data (one `error:` line naming
+    the flag, field or file), 3 a non-finite loss or state (see docs/training.md).
+    """
     args = parser(description).parse_args(argv)
     setup(args)
     try:
@@ -104,7 +126,16 @@ def run(main_fn, description: str, argv=None) -> int:
         result = main_fn(cfg)
     except NonFiniteError as e:
         print(f"error: {e}", file=sys.stderr)
+        print(result_line({"status": "nonfinite", "step": e.step, "resume_step": e.good_step,
+                           "checkpoint": e.checkpoint, "model_dir": cfg.model_dir,
+                           "error": str(e)}), flush=True)
         return 3
+    except (ValueError, FileNotFoundError) as e:
+        # Bad input met after the flags were read (data, a reused model dir, an init_from
+        # path): one line naming it; the traceback only with --verbose.
+        logging.getLogger("massivetext_tf").debug("details", exc_info=True)
+        print(f"error: {str(e).strip() or type(e).__name__}", file=sys.stderr)
+        return 2
     result = {k: v for k, v in result.items() if k != "history"}
-    print(json.dumps(result, default=str))
+    print(result_line(result), flush=True)
     return 0

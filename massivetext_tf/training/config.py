@@ -6,11 +6,18 @@
     save_config(cfg, "runs/x/config.yaml")
 
 Unknown fields and values of the wrong type raise `ValueError` naming the field
-(e.g. ``optimizer.peak_lr: expected a number, got 'fast'``).
+(e.g. ``optimizer.peak_lr: expected a number, got 'fast'``); so do NaN and infinity in any
+float field.
+
+Reusing a model directory: `compare_configs(old, new)` splits the differences into changes
+that alter shapes, data or the meaning of a checkpoint (`UNSAFE_FIELDS`, refused by the
+trainer) and changes a run can safely resume with (everything else: learning rate, schedule,
+steps, intervals...). See docs/training.md, "Reusing a model directory".
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -70,9 +77,10 @@ class RuntimeConfig:
     keep_checkpoints: int = 3
     checkpoint_input_pipeline: bool = True
     eval_every: int = 500  # 0 = only at the end
-    eval_steps: int = 10  # batches per evaluation
+    eval_steps: int = 10  # batches per evaluation; 0 = no evaluation
     seed: int = 0
     on_nonfinite: str = "stop"  # stop (checkpoint last good state, raise) | skip (drop step)
+    max_consecutive_nonfinite: int = 10  # skip: give up (as stop) after this many in a row
     peak_flops_per_device: Optional[float] = None  # MFU denominator; default: table / measured
     collective_timeout_s: Optional[float] = None  # multi_worker: abort a stuck collective
     heartbeat_timeout_s: Optional[float] = 30.0  # multi_worker: declare a silent worker dead
@@ -119,8 +127,10 @@ _CHOICES = {
 _POSITIVE = (
     "data.sequence_length", "data.global_batch_size", "optimizer.accumulation_steps",
     "runtime.train_steps", "runtime.steps_per_loop", "runtime.log_every",
-    "runtime.checkpoint_every", "runtime.keep_checkpoints", "runtime.eval_steps",
+    "runtime.checkpoint_every", "runtime.keep_checkpoints",
+    "runtime.max_consecutive_nonfinite",
 )
+_NON_NEGATIVE = ("runtime.eval_steps", "runtime.eval_every", "runtime.sample_length")
 
 
 def _coerce(value, tp, where: str):
@@ -153,9 +163,12 @@ def _coerce(value, tp, where: str):
         if isinstance(value, bool):
             raise ValueError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            f = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+        return f
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ValueError(f"{where}: expected a string, got {value!r}")
@@ -256,6 +269,23 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     for key in _POSITIVE:
         if not isinstance(flat[key], int) or flat[key] <= 0:
             raise ValueError(f"{key}: must be a positive integer, got {flat[key]!r}")
+    for key in _NON_NEGATIVE:
+        if not isinstance(flat[key], int) or flat[key] < 0:
+            raise ValueError(f"{key}: must be an integer >= 0, got {flat[key]!r}")
+    # Every float anywhere (typed fields, model.overrides, data.mixture): NaN and infinity
+    # would poison the run (a NaN learning rate passes every `<= 0` check).
+    for key, value in _walk(flat):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key}: expected a finite number, got {value!r}")
+    for key, low, high in _RANGES:
+        value = flat[key]
+        if value is not None and not (low[0] < value if low[1] else low[0] <= value):
+            raise ValueError(f"{key}: must be {'>' if low[1] else '>='} {low[0]}, got {value!r}")
+        if value is not None and high is not None and not value < high:
+            raise ValueError(f"{key}: must be < {high}, got {value!r}")
+    for name, weight in (cfg.data.mixture or {}).items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"data.mixture.{name}: expected a number >= 0, got {weight!r}")
     if cfg.optimizer.peak_lr <= 0:
         raise ValueError(f"optimizer.peak_lr: must be > 0, got {cfg.optimizer.peak_lr}")
     if cfg.optimizer.warmup_steps < 0:
@@ -267,6 +297,31 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if cfg.model.lora_rank < 0:
         raise ValueError("model.lora_rank: must be >= 0")
     return cfg
+
+
+# (field, (lower bound, exclusive?), exclusive upper bound or None); None values are allowed.
+_RANGES = (
+    ("optimizer.init_lr", (0.0, False), None),
+    ("optimizer.weight_decay", (0.0, False), None),
+    ("optimizer.beta_1", (0.0, False), 1.0),
+    ("optimizer.beta_2", (0.0, False), 1.0),
+    ("optimizer.epsilon", (0.0, True), None),
+    ("runtime.peak_flops_per_device", (0.0, True), None),
+    ("runtime.collective_timeout_s", (0.0, True), None),
+    ("runtime.heartbeat_timeout_s", (0.0, True), None),
+)
+
+
+def _walk(flat: dict, prefix: str = ""):
+    """(dotted key, leaf value) of a flat section dict, descending into dicts and lists."""
+    for key, value in flat.items():
+        where = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _walk(value, where + ".")
+        elif isinstance(value, (list, tuple)):
+            yield from _walk({f"{key}[{i}]": item for i, item in enumerate(value)}, prefix)
+        else:
+            yield where, value
 
 
 def load_config(path: Optional[str] = None, overrides=(), **explicit) -> ExperimentConfig:
@@ -294,7 +349,72 @@ def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def save_config(cfg: ExperimentConfig, path: str) -> None:
-    tf.io.gfile.makedirs(path.rsplit("/", 1)[0] if "/" in path else ".")
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(dump_config(cfg))
+def save_config(cfg: ExperimentConfig, path: str, *, header: str = "") -> None:
+    """Writes `cfg` as YAML (atomically, gs:// ok); `header` lines become YAML comments."""
+    from massivetext_tf import io
+
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    io.atomic_write(path, comments + dump_config(cfg))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reusing a model directory
+
+# Fields whose change alters the shapes, the data or the meaning of a checkpoint: a run that
+# resumes from a checkpoint must keep them. A prefix ending in "." covers a whole section.
+UNSAFE_FIELDS = (
+    "model.",                          # architecture, init, LoRA: the checkpoint's shapes
+    "data.dir", "data.objective", "data.train_split", "data.mixture",  # what is trained on
+    "data.sequence_length", "data.decoder_sequence_length", "data.global_batch_size",
+    "data.vocabulary_size",
+    "runtime.mixed_precision",         # float16 wraps the optimizer (a loss-scale state)
+    "runtime.strategy", "runtime.devices",  # replicas: the input-pipeline state per replica
+    "runtime.checkpoint_input_pipeline", "runtime.seed",  # what the checkpoint holds, order
+    "task.type", "task.train_file", "task.input_key", "task.target_key", "task.labels",
+    "task.prompt_template", "task.max_target_length", "task.tokenizer",
+)
+
+
+def is_unsafe_field(key: str) -> bool:
+    return any(key == f or (f.endswith(".") and key.startswith(f)) for f in UNSAFE_FIELDS)
+
+
+def _flatten(data, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if isinstance(value, dict) and where != "data.mixture":  # {} contributes nothing
+            out.update(_flatten(value, where + "."))
+        else:
+            out[where] = value
+    return out
+
+
+def compare_configs(old: "ExperimentConfig", new: "ExperimentConfig"):
+    """-> (unsafe, safe): lists of `(field, old value, new value)` that differ, the dotted
+    field names sorted (model.overrides are compared per key). `model_dir` is not compared."""
+    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
+    a.pop("model_dir", None)
+    b.pop("model_dir", None)
+    _missing = "<unset>"
+    diffs = [(k, a.get(k, _missing), b.get(k, _missing)) for k in sorted(set(a) | set(b))
+             if a.get(k, _missing) != b.get(k, _missing)]
+    unsafe = [d for d in diffs if is_unsafe_field(d[0])]
+    safe = [d for d in diffs if not is_unsafe_field(d[0])]
+    return unsafe, safe
+
+
+def describe_changes(diffs) -> str:
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in diffs)
+
+
+def read_config(path: str) -> "ExperimentConfig":
+    """A saved config (MODEL_DIR/config.yaml or a history file), fields not validated;
+    `ValueError` naming the file if it cannot be read."""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            data = yaml.safe_load(f) or {}
+        return _from_dict(ExperimentConfig, data, "")
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read the saved config ({str(e).splitlines()[0]})") \
+            from None

@@ -229,3 +229,106 @@ class DistributedInput:
     @property
     def checkpointable(self) -> bool:
         return bool(self.trackables)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data errors: one line naming the file and the fix (the CLI exits 2 on them)
+
+_VERIFY_HINT = "check the dataset with tools/prepare_data.py --verify {dir}"
+
+
+def _data_error(message: str):
+    from massivetext_tf.data.records import DataError
+
+    return DataError(message)
+
+
+def check_data(cfg, *, evaluate: bool) -> None:
+    """Before training starts: the data dir has a manifest, and the train (and, when
+    `evaluate`, the eval) split has shards. Raises a `DataError` (a `ValueError`) naming the
+    directory, the split and the config field to change."""
+    d = cfg.data
+    if d.dir == SYNTHETIC:
+        return
+    from massivetext_tf.data import records
+
+    manifest_path = f"{d.dir.rstrip('/')}/{records.MANIFEST}"
+    if not tf.io.gfile.exists(manifest_path):
+        raise _data_error(f"data.dir: {manifest_path} does not exist; point --data at a "
+                          "tools/prepare_data.py output directory (or use --data synthetic)")
+    try:
+        manifest = records.read_manifest(d.dir)
+    except ValueError as e:  # DataError, JSONFileError
+        raise _data_error(f"data.dir: {str(e).splitlines()[0]}") from None
+    splits = manifest.get("splits", {})
+    have = sorted(k for k, v in splits.items() if isinstance(v, dict) and v.get("files"))
+    wanted = [("data.train_split", d.train_split)]
+    if evaluate:
+        wanted.append(("data.eval_split", d.eval_split))
+    for field, split in wanted:
+        if split not in have:
+            extra = " or --set runtime.eval_steps=0 to train without evaluation" \
+                if field == "data.eval_split" else ""
+            raise _data_error(
+                f"{field}: {manifest_path} has no shards for split {split!r} (splits with "
+                f"shards: {have or 'none'}); set --set {field}=SPLIT{extra}, or re-run "
+                "tools/prepare_data.py to write that split")
+
+
+def _tensor_text(message: str, marker: str) -> str:
+    """The part of a tf.debugging.Assert message from `marker` on, on one line."""
+    text = message[message.index(marker):]
+    for stop in ("\n\t [[", " [[", "\n\n"):
+        if stop in text:
+            text = text[: text.index(stop)]
+    return " ".join(text.split())
+
+
+def explain_data_error(e: Exception, cfg, field: str, *, step=None, checkpoint=None):
+    """A one-line `DataError` for a data failure met while reading (`e`: a tf.errors.OpError or
+    a DataError/FileNotFoundError from building the pipeline); None if `e` is not about data."""
+    from massivetext_tf.data.records import DataError
+
+    d = cfg.data
+    fix = _VERIFY_HINT.format(dir=d.dir) + " and re-run tools/prepare_data.py for bad shards"
+    where = ""
+    if step is not None:
+        where = (f" (training stopped at step {step}; the checkpoint {checkpoint} is intact and"
+                 " a rerun resumes from it)" if checkpoint else
+                 f" (training stopped at step {step}; no checkpoint yet, a rerun starts over)")
+    msg = str(e)
+    if isinstance(e, (DataError, FileNotFoundError)):
+        first = msg.splitlines()[0] if msg else type(e).__name__
+        if "prepare_data" in first:
+            return DataError(f"{field}: {first}{where}")
+        return DataError(f"{field}: {first}; {fix}{where}")
+    if not isinstance(e, tf.errors.OpError):
+        return None
+    if "Corrupt or truncated shard" in msg:
+        return DataError(f"{field}: {_tensor_text(msg, 'Corrupt or truncated shard')}; {fix}"
+                         f"{where}")
+    if isinstance(e, (tf.errors.NotFoundError, tf.errors.DataLossError)) or (
+            "corrupted record" in msg):
+        first = " ".join(msg.splitlines()[0].split()) if msg else type(e).__name__
+        return DataError(f"{field}: data.dir {d.dir}: {first}; {fix}{where}")
+    return None
+
+
+class explained_data_errors:
+    """Context manager: data failures inside become one-line `DataError`s (see
+    `explain_data_error`); anything else passes through unchanged."""
+
+    def __init__(self, cfg, field: str, *, step=None, checkpoint=None):
+        self.cfg, self.field, self.step, self.checkpoint = cfg, field, step, checkpoint
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or self.cfg.data.dir == SYNTHETIC:
+            return False
+        err = explain_data_error(exc, self.cfg, self.field, step=self.step,
+                                 checkpoint=self.checkpoint)
+        if err is None or err is exc:
+            return False
+        raise err from None

@@ -36,6 +36,7 @@ from massivetext_tf.training import config as config_lib
 from massivetext_tf.training import data as data_lib
 from massivetext_tf.training import metrics as metrics_lib
 from massivetext_tf.training import optimizer as opt_lib
+from massivetext_tf.training import run_dir as run_dir_lib
 from massivetext_tf.training import strategy as strategy_lib
 
 log = logging.getLogger("massivetext_tf.training")
@@ -44,7 +45,16 @@ POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixe
 
 
 class NonFiniteError(RuntimeError):
-    """Raised when a step's loss or gradient is NaN/Inf and runtime.on_nonfinite is `stop`."""
+    """Raised when a step's loss or gradient is NaN/Inf and runtime.on_nonfinite is `stop`, or
+    when the weights themselves went bad (`skip` cannot help then).
+
+    Attributes: `step` (the first bad step), `good_step` (the step a rerun resumes from),
+    `checkpoint` (the verified checkpoint it resumes from; None: it starts from scratch).
+    """
+
+    def __init__(self, message, *, step=None, good_step=None, checkpoint=None):
+        super().__init__(message)
+        self.step, self.good_step, self.checkpoint = step, good_step, checkpoint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,17 +89,11 @@ def build_model(cfg, *, tokenizer: str | None = None):
     keras.config.set_dtype_policy(policy)
     try:
         if is_preset_dir(cfg.model.init_from):
-            import keras_hub
+            from massivetext_tf import models
 
-            with tf.io.gfile.GFile(f"{cfg.model.init_from}/config.json") as f:
-                text = f.read().lower()
-            is_seq2seq = "encoder" in text and "decoder" in text
-            cls = keras_hub.models.Seq2SeqLM if is_seq2seq else keras_hub.models.CausalLM
-            try:
-                model = cls.from_preset(cfg.model.init_from)
-            except ValueError:
-                other = keras_hub.models.CausalLM if is_seq2seq else keras_hub.models.Seq2SeqLM
-                model = other.from_preset(cfg.model.init_from)
+            # models.load registers our classes before keras-hub deserializes the preset, so
+            # this works in a fresh process for both model kinds.
+            model = models.load(cfg.model.init_from)
         elif cfg.model.preset == "standin_gpt2":
             model = _standin_gpt2(dict(cfg.model.overrides))
         else:
@@ -142,6 +146,10 @@ class Trainer:
         if not cfg.model_dir:
             raise ValueError("model_dir: required (--model-dir)")
         config_lib.validate(cfg)
+        # Before anything is written in the model dir: is it compatible with this config?
+        self.run_dir = run_dir_lib.check(cfg)
+        if train_input_fn is None:
+            data_lib.check_data(cfg, evaluate=eval_input_fn is None and cfg.runtime.eval_steps > 0)
         self.cfg = cfg
         rt = cfg.runtime
         self.model_dir = cfg.model_dir.rstrip("/")
@@ -195,7 +203,8 @@ class Trainer:
             cfg, cfg.data.eval_split, training=False
         )
         self.train_input_fn = train_input_fn
-        self.train_input = data_lib.DistributedInput(self.strategy, train_input_fn)
+        with data_lib.explained_data_errors(cfg, "data.train_split"):
+            self.train_input = data_lib.DistributedInput(self.strategy, train_input_fn)
 
         objects = dict(model=self.model, optimizer=self.optimizer, step=self.step, rng=self.rng)
         seeds = ckpt_lib.seed_generator_states(self.model)
@@ -212,6 +221,8 @@ class Trainer:
         self._train_loop = self._make_train_loop()
         self._eval_fn = None
         self._agree_fn = None
+        self._finite_fn = None
+        self._nonfinite_run = 0  # non-finite steps in a row (on_nonfinite=skip)
         self.history: list[float] = []
         self.peak_flops = None
 
@@ -432,10 +443,11 @@ class Trainer:
         the eval split; the same batches every time."""
         if self._eval_fn is None:
             self._eval_fn = self._make_eval_fn()
-        iterator = data_lib.DistributedInput(self.strategy, self.eval_input_fn).iterator
-        total, tokens = self._eval_fn(
-            iterator, tf.constant(num_steps or self.cfg.runtime.eval_steps, tf.int32)
-        )
+        with data_lib.explained_data_errors(self.cfg, "data.eval_split"):
+            iterator = data_lib.DistributedInput(self.strategy, self.eval_input_fn).iterator
+            total, tokens = self._eval_fn(
+                iterator, tf.constant(num_steps or self.cfg.runtime.eval_steps, tf.int32)
+            )
         total, tokens = float(total), max(float(tokens), 1.0)
         loss = total / tokens
         out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": tokens}
@@ -497,8 +509,78 @@ class Trainer:
             return metrics_lib.measure_matmul_peak(n=1024, seconds=0.5), "measured float32 matmul"
         return None, "unknown"
 
+    def variables_finite(self) -> bool:
+        """True when every float variable of the model and the optimizer is finite (one
+        compiled reduction; run after every host call and before every save)."""
+        if self._finite_fn is None:
+            variables = [v for v in list(self.model.weights) + list(self.optimizer.variables)
+                         if tf.as_dtype(v.dtype).is_floating]
+
+            @tf.function
+            def all_finite():
+                return tf.reduce_all(tf.stack(
+                    [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in variables]))
+
+            self._finite_fn = all_finite
+        return bool(self._finite_fn())
+
+    def verify_state(self) -> str | None:
+        """None when the in-memory state is good: finite weights and optimizer state and, if
+        evaluation is configured, a finite loss on the eval batches; else the reason."""
+        if not self.variables_finite():
+            return "weights or optimizer state not finite"
+        if self.cfg.runtime.eval_steps:
+            try:
+                loss = self.evaluate()["loss"]
+            except tf.errors.OpError as e:  # the state may overflow in ops that check
+                return f"evaluation failed ({type(e).__name__})"
+            if not math.isfinite(loss):
+                return f"eval loss {loss}"
+        return None
+
+    def _last_good_checkpoint(self) -> tuple[str | None, int]:
+        """Restores the newest checkpoint that passes `verify_state`, moving bad ones to
+        checkpoints/nonfinite/; returns (path, step) or (None, 0)."""
+        for path in reversed(self.checkpointer.checkpoints):
+            try:
+                self.checkpointer.restore(path)
+            except Exception as e:  # noqa: BLE001 - unloadable: not a good state either
+                log.warning("checkpoint %s failed to load: %s", path, e)
+                continue
+            bad = self.verify_state()
+            if bad is None:
+                return path, int(self.step.numpy())
+            self.checkpointer.quarantine(path)
+        return None, 0
+
+    def _nonfinite(self, message: str, *, bad_step: int) -> NonFiniteError:
+        """The error for a non-finite step or state: checkpoints the in-memory state only if
+        it verifies as good, else finds the newest verified checkpoint; the advice in the
+        message works when followed (rerun = resume from that checkpoint)."""
+        step = int(self.step.numpy())
+        bad = self.verify_state()
+        if bad is None:
+            path, good = self.save_checkpoint(), step
+            where = f"the last good state (step {good}, verified) is checkpointed at {path}"
+        else:
+            path, good = self._last_good_checkpoint()
+            where = (f"the state after step {step} is not usable ({bad}) and was not saved; "
+                     + (f"the last good checkpoint is step {good} ({path})" if path else
+                        "there is no good checkpoint"))
+        lr = self.cfg.optimizer.peak_lr
+        rerun = f"resumes from step {good}" if path else "starts from step 0"
+        return NonFiniteError(
+            f"{message}; {where}. Rerunning the same command {rerun}: first "
+            f"lower the learning rate (e.g. --set optimizer.peak_lr={lr / 10:g}, now {lr:g}) "
+            "or check the data; runtime.on_nonfinite=skip drops single bad batches.",
+            step=bad_step, good_step=good, checkpoint=path,
+        )
+
     def restore(self) -> int:
-        path = self.checkpointer.restore_latest()
+        def verify():
+            return None if self.variables_finite() else "weights or optimizer state not finite"
+
+        path = self.checkpointer.restore_latest(verify=verify)
         if path:
             step = int(self.step.numpy())
             log.info("resumed from %s at step %d", path, step)
@@ -518,7 +600,16 @@ class Trainer:
         step = self.restore()
         start_step = step
         if self.is_chief:
-            config_lib.save_config(cfg, f"{self.model_dir}/config.yaml")
+            written = run_dir_lib.record(cfg, self.run_dir, step=step)
+            if self.run_dir.changes:
+                changes = config_lib.describe_changes(self.run_dir.changes)
+                log.warning("config changes vs the previous run (%s): %s", written, changes)
+                print(f"[massivetext_tf] resuming at step {step} with config changes: {changes}"
+                      f" (recorded in {written})", flush=True)
+            moved = self.writer.supersede_after(step, eval_at_step=step >= rt.train_steps)
+            if moved:
+                log.info("moved %d metrics line(s) after step %d to %s", moved, step,
+                         metrics_lib.SUPERSEDED)
             self.writer.text(step, "config", "```\n" + config_lib.dump_config(cfg) + "\n```")
         self.peak_flops, peak_source = self._resolve_peak_flops()
         layers, hidden = metrics_lib.model_dims(self.model)
@@ -542,7 +633,9 @@ class Trainer:
             while step < rt.train_steps:
                 n = self._next_boundary(step) - step
                 t0 = time.perf_counter()
-                out = self.train_steps(n)
+                with data_lib.explained_data_errors(cfg, "data.train_split", step=step,
+                                                    checkpoint=self.checkpointer.latest):
+                    out = self.train_steps(n)
                 dt = time.perf_counter() - t0
                 step = int(self.step.numpy())
                 finite_losses = [float(v) for v in out.losses[: out.steps_done] if math.isfinite(v)]
@@ -556,14 +649,25 @@ class Trainer:
                 if out.skipped:
                     log.warning("skipped %d non-finite step(s) before step %d", out.skipped, step)
                 if out.nonfinite:
-                    path = self.save_checkpoint()
-                    bad = float(out.losses[-1])
-                    raise NonFiniteError(
-                        f"non-finite loss or gradient at step {step + 1} (loss={bad}, "
-                        f"grad_norm={float(out.grad_norms[-1])}); the last good state (step "
-                        f"{step}) is checkpointed at {path}. Lower optimizer.peak_lr, check the "
-                        f"data, or set runtime.on_nonfinite=skip."
-                    )
+                    raise self._nonfinite(
+                        f"non-finite loss or gradient at step {step + 1} (loss="
+                        f"{float(out.losses[-1])}, grad_norm={float(out.grad_norms[-1])})",
+                        bad_step=step + 1)
+                for loss_i, norm_i in zip(out.losses[: out.steps_done],
+                                          out.grad_norms[: out.steps_done]):
+                    ok = math.isfinite(loss_i) and (self.loss_scaling or math.isfinite(norm_i))
+                    self._nonfinite_run = 0 if ok else self._nonfinite_run + 1
+                if self._nonfinite_run >= rt.max_consecutive_nonfinite:
+                    raise self._nonfinite(
+                        f"{self._nonfinite_run} non-finite steps in a row up to step {step} "
+                        f"(runtime.max_consecutive_nonfinite={rt.max_consecutive_nonfinite}): "
+                        "skipping cannot recover, the weights themselves are bad",
+                        bad_step=step - self._nonfinite_run + 1)
+                if not self.variables_finite():
+                    raise self._nonfinite(
+                        f"the weights became non-finite between step {step - out.steps_done} "
+                        f"and step {step} although the losses were finite",
+                        bad_step=step - out.steps_done + 1)
                 elapsed = time.perf_counter() - window_start
                 tps = window_steps * tokens_per_step / max(elapsed, 1e-9)
                 cur_loss = finite_losses[-1] if finite_losses else float("nan")
@@ -599,6 +703,9 @@ class Trainer:
                 if start_step < rt.train_steps or not self.checkpointer.latest:
                     self.save_checkpoint()
                 last_eval = self._run_eval(step, evaluate_fn, progress)
+                if "loss" in last_eval and not math.isfinite(last_eval["loss"]):
+                    raise self._nonfinite(f"the final eval loss is {last_eval['loss']}",
+                                          bad_step=step)
                 if rt.save_preset and self.is_chief:
                     self.save_preset()
         finally:

@@ -83,10 +83,27 @@ def device_peak_flops(kind: str) -> float | None:
     return None
 
 
+SUPERSEDED = "metrics_superseded.jsonl"
+
+
+def json_line(record: dict) -> str:
+    """One strict JSON line (no bare NaN/Infinity): a non-finite number becomes `null` and its
+    value is kept as a string under `"nonfinite": {field: "nan"|"inf"|"-inf"}`."""
+    from massivetext_tf import io
+
+    bad = {k: repr(float(v)) for k, v in record.items()
+           if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        record = {**record, "nonfinite": bad}
+    return io.dumps(record, indent=None, sort_keys=False)
+
+
 class MetricsWriter:
     """Appends JSON lines to MODEL_DIR/metrics.jsonl and writes TensorBoard scalars.
 
-    Only the chief writes; other workers get a writer that does nothing.
+    Lines are strict JSON (`json_line`). Only the chief writes; other workers get a writer that
+    does nothing. After a resume, `supersede_after(step)` moves the lines of steps the run will
+    redo to MODEL_DIR/metrics_superseded.jsonl, so metrics.jsonl holds each step once.
     """
 
     def __init__(self, model_dir: str | None, *, enabled: bool = True, tensorboard: bool = True):
@@ -102,13 +119,46 @@ class MetricsWriter:
         if not self.enabled:
             return
         record = {"step": int(step), "split": prefix, **{k: _py(v) for k, v in record.items()}}
-        _append_line(self.path, json.dumps(record))
+        _append_line(self.path, json_line(record))
         if self._summary is not None:
             with self._summary.as_default(step=int(step)):
                 for k, v in record.items():
                     if k != "step" and not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v):
                         tf.summary.scalar(f"{prefix}/{k}", v)
             self._summary.flush()
+
+    def supersede_after(self, step: int, *, eval_at_step: bool = False) -> int:
+        """Moves the lines with `step` > `step` (and, with `eval_at_step`, the eval lines at
+        `step`, about to be rewritten) and any unreadable line (a line cut by a kill) to
+        MODEL_DIR/metrics_superseded.jsonl, each tagged `"superseded_at_step": step`. Returns
+        the number of lines moved."""
+        if not self.enabled or not tf.io.gfile.exists(self.path):
+            return 0
+        from massivetext_tf import io
+
+        with tf.io.gfile.GFile(self.path) as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        keep, moved = [], []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                s = int(rec["step"])
+            except (ValueError, KeyError, TypeError):
+                moved.append(json_line({"superseded_at_step": int(step), "unreadable": line}))
+                continue
+            if s > step or (eval_at_step and s == step and rec.get("split") == "eval"):
+                moved.append(json_line({**rec, "superseded_at_step": int(step)}))
+            else:
+                keep.append(line)
+        if moved:
+            old_path = f"{self.path.rsplit('/', 1)[0]}/{SUPERSEDED}"
+            old = ""
+            if tf.io.gfile.exists(old_path):
+                with tf.io.gfile.GFile(old_path) as f:
+                    old = f.read()
+            io.atomic_write(old_path, old + "".join(m + "\n" for m in moved))
+            io.atomic_write(self.path, "".join(k + "\n" for k in keep))
+        return len(moved)
 
     def text(self, step: int, name: str, text: str) -> None:
         if self.enabled and self._summary is not None:

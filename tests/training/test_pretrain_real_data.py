@@ -2,44 +2,18 @@
 manifest, a keras-hub preset with the tokenizer that generates text, text samples in
 TensorBoard."""
 import math
-import os
-import random
 
 import pytest
 import tensorflow as tf
 
 from massivetext_tf.training import config as C
 from massivetext_tf.training.loop import train
-from training_helpers import tiny_config
-
-WORDS = "to be or not that is the question whether tis nobler in mind suffer slings arrows".split()
+from training_helpers import tiny_config, write_tiny_shards
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    import sentencepiece as spm
-
-    from massivetext_tf.data import records
-    from massivetext_tf.data.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("shards")
-    rng = random.Random(0)
-    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))) for _ in range(120)]
-    tok = str(root / "tok.model")
-    train_tokenizer(tok, docs, vocab_size=300, hard_vocab_limit=False)
-    sp = spm.SentencePieceProcessor(model_file=tok)
-    entries = []
-    for split, part in (("train", docs[:100]), ("eval", docs[100:])):
-        rel = records.shard_path(split, "web", 0)
-        ids = [sp.encode(d) for d in part]
-        stats = records.write_shard(os.path.join(root, rel), [
-            records.serialize_example(t, len(d.encode()), "web") for t, d in zip(ids, part)])
-        entries.append(dict(file=rel, split=split, source="web", tokens=sum(map(len, ids)),
-                            bytes=sum(len(d.encode()) for d in part), **stats))
-    tf.io.gfile.copy(tok, os.path.join(root, records.TOKENIZER_FILE), True)
-    records.write_json(os.path.join(root, records.MANIFEST),
-                       records.build_manifest(entries, {"sha256": ""}, {}))
-    return str(root)
+    return write_tiny_shards(tmp_path_factory.mktemp("shards"))
 
 
 def test_pretrain_on_shards_reports_bits_per_byte_and_saves_a_generating_preset(tmp_path, data_dir):

@@ -31,6 +31,41 @@ def tiny_config(model_dir, **sections):
     return cfg
 
 
+WORDS = "to be or not that is the question whether tis nobler in mind suffer slings arrows".split()
+
+
+def write_tiny_shards(root, num_docs=120, num_eval=20):
+    """A real prepare_data-style dataset in `root`: a SentencePiece tokenizer, one train and
+    one eval shard of random word documents, and the manifest. Returns `str(root)`."""
+    import os
+    import random
+
+    import sentencepiece as spm
+    import tensorflow as tf
+
+    from massivetext_tf.data import records
+    from massivetext_tf.data.tokenizer import train_tokenizer
+
+    rng = random.Random(0)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
+            for _ in range(num_docs)]
+    tok = str(root / "tok.model")
+    train_tokenizer(tok, docs, vocab_size=300, hard_vocab_limit=False)
+    sp = spm.SentencePieceProcessor(model_file=tok)
+    entries = []
+    for split, part in (("train", docs[:-num_eval]), ("eval", docs[-num_eval:])):
+        rel = records.shard_path(split, "web", 0)
+        ids = [sp.encode(d) for d in part]
+        stats = records.write_shard(os.path.join(root, rel), [
+            records.serialize_example(t, len(d.encode()), "web") for t, d in zip(ids, part)])
+        entries.append(dict(file=rel, split=split, source="web", tokens=sum(map(len, ids)),
+                            bytes=sum(len(d.encode()) for d in part), **stats))
+    tf.io.gfile.copy(tok, os.path.join(root, records.TOKENIZER_FILE), True)
+    records.write_json(os.path.join(root, records.MANIFEST),
+                       records.build_manifest(entries, {"sha256": ""}, {}))
+    return str(root)
+
+
 def env():
     return subprocess_env(REPO)
 
