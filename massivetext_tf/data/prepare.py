@@ -699,14 +699,16 @@ def _write_marker(directory: str, fingerprint: str | None, files) -> None:
         "note": "files tools/prepare_data.py wrote here; it deletes or overwrites only these"})
 
 
-def _progress_recorded(output: str) -> set:
-    """Shard files named by the per-shard done markers under `.progress/`."""
+def _progress_recorded(output: str, skip: set = frozenset()) -> set:
+    """Shard files named by the per-shard done markers under `.progress/` (markers named in
+    `skip` are not read: one read per marker adds up on Cloud Storage)."""
     progress = os.path.join(output, PROGRESS_DIR)
     out = set()
     if not tf.io.gfile.isdir(progress):
         return out
     for name in tf.io.gfile.listdir(progress):
-        if name.endswith(".json") and name != "config.json" and not io.is_tmp_name(name):
+        if (name.endswith(".json") and name != "config.json" and not io.is_tmp_name(name)
+                and name not in skip):
             try:
                 entry = records.read_json(os.path.join(progress, name))
             except records.DataError:
@@ -760,6 +762,8 @@ def check_output(directory: str, fingerprint: str | None, *, flag: str = "--outp
     deleted.
     """
     gfile = tf.io.gfile
+    if gfile.exists(directory) and not gfile.isdir(directory):
+        raise OutputDirError(f"{flag} {directory}: is a file, not a directory")
     marker = _read_marker(directory) if gfile.isdir(directory) else None
     if marker is not None:
         files = set(marker.get("files", []))
@@ -792,8 +796,10 @@ def _record_outputs(output: str, written: list[str], scope: str) -> None:
     (with their done markers), warns about files there prepare_data never wrote (left alone),
     and records `written` in the marker."""
     marker = _read_marker(output) or {}
-    recorded = set(marker.get("files", [])) | _progress_recorded(output)
     written = set(written)
+    mine = {os.path.splitext(os.path.basename(f))[0] + ".json" for f in written
+            if f.startswith(records.SHARD_DIR + "/")}
+    recorded = set(marker.get("files", [])) | _progress_recorded(output, skip=mine)
     prefix = scope + "/"
     stale = sorted(f for f in recorded if f.startswith(prefix) and f not in written)
     for rel in stale:

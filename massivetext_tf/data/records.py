@@ -7,7 +7,7 @@ A prepared dataset directory `DIR` holds:
 - `DIR/tokenizer.model`, `DIR/manifest.json`, `DIR/report.json`.
 
 Shards are written to a temporary name and renamed when complete, so a file with the final name
-is always whole; a `.json` stats file next to it marks it done for resumption.
+is always whole; a done marker under `DIR/.progress/` records its stats for resumption.
 """
 from __future__ import annotations
 
