@@ -106,10 +106,12 @@ class ModelAdapter:
         max_length: the window: longest token sequence one forward pass takes.
         batch_size: rows per forward / generate call.
         info: a dict describing the model (path, format, checkpoint), copied into results.
+        task: the Keras decoder-only task behind `module`, if any: then requests that share
+            a context are scored from one key/value cache of that context (`share_context`).
     """
 
     def __init__(self, module, tokenizer_proto, kind, max_length, *, batch_size=DEFAULT_BATCH_SIZE,
-                 info=None, stride=None):
+                 info=None, stride=None, task=None, share_context=True):
         if kind not in ("decoder_only", "encoder_decoder"):
             raise ValueError(f"unknown model kind {kind!r}")
         self.module = module
@@ -121,6 +123,10 @@ class ModelAdapter:
         self.info = dict(info or {})
         self.info.setdefault("kind", kind)
         self.info.setdefault("max_length", self.max_length)
+        # A Keras decoder-only task: requests sharing a context compute it once (KV cache).
+        self.task = task if kind == "decoder_only" else None
+        self.share_context = share_context and self.task is not None
+        self._shared_fn = None
 
     # ------------------------------------------------------------------ forward passes
 
@@ -176,9 +182,15 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------ lm-eval interface
 
-    def loglikelihood(self, requests):
-        """`[(context, continuation)]` -> `[LoglikelihoodResult]`."""
-        rows, spans, results = [], [], []
+    def loglikelihood(self, requests, *, share_context=None):
+        """`[(context, continuation)]` -> `[LoglikelihoodResult]`.
+
+        With `share_context` (default: the adapter's; Keras decoder-only models only),
+        requests whose context tokens are the same (the choices of a multiple-choice item) run
+        the context once into a key/value cache and score every continuation from it; the
+        numbers are those of the one-row-per-request path (lm-evaluation-harness's)."""
+        share = self.share_context if share_context is None else (share_context and self.task is not None)
+        rows, spans, results, groups = [], [], [], {}
         for context, continuation in requests:
             ctx, cont = self.encode_pair(context, continuation)
             row, span, truncated = self._row(ctx, cont)
@@ -186,12 +198,72 @@ class ModelAdapter:
                 results.append(LoglikelihoodResult(float("nan"), False, len(cont), truncated, True))
                 continue
             results.append(LoglikelihoodResult(0.0, False, span[1] - span[0], truncated))
+            if share and not truncated:
+                groups.setdefault(tuple(ctx), []).append((len(results) - 1, cont))
+                continue
             rows.append(row)
             spans.append((len(results) - 1, span))
         for (index, (lo, hi)), (log_probs, greedy) in zip(spans, self._token_log_probs(rows)):
             results[index].logprob = float(np.sum(log_probs[lo:hi], dtype=np.float64))
             results[index].is_greedy = bool(np.all(greedy[lo:hi]))
+        for ctx, members in groups.items():
+            for (index, _), (log_probs, greedy) in zip(members, self._shared_context_log_probs(
+                    list(ctx), [cont for _, cont in members])):
+                results[index].logprob = float(np.sum(log_probs, dtype=np.float64))
+                results[index].is_greedy = bool(np.all(greedy))
         return results
+
+    def _shared_context_log_probs(self, ctx, conts):
+        """Log-probabilities and greedy flags of each continuation after `[<s>] + ctx`: the
+        context runs once through `call_with_cache`; the continuations, batched, attend to
+        copies of its cache."""
+        import tensorflow as tf
+
+        if self._shared_fn is None:
+            self._shared_fn = self._build_shared_fn()
+        prefix = [BOS_ID] + ctx
+        out = []
+        for b in range(0, len(conts), self.batch_size):
+            chunk = conts[b: b + self.batch_size]
+            p_len = _bucket(len(prefix), self.max_length)
+            m_len = _bucket(max(len(c) for c in chunk), self.max_length)
+            prefix_ids = np.zeros([1, p_len], np.int32)
+            prefix_ids[0, : len(prefix)] = prefix
+            cont_ids = np.zeros([len(chunk), m_len], np.int32)
+            for i, c in enumerate(chunk):
+                cont_ids[i, : len(c)] = c
+            first, rest = self._shared_fn(tf.constant(prefix_ids), tf.constant(len(prefix), tf.int32),
+                                          tf.constant(cont_ids))
+            first, rest = np.asarray(first, np.float32), np.asarray(rest, np.float32)
+            for i, c in enumerate(chunk):
+                logits = np.concatenate([first[None, :], rest[i, : len(c) - 1]], axis=0)  # [len(c), V]
+                m = logits.max(-1, keepdims=True)
+                lp = (logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))).astype(np.float64)
+                out.append((lp[np.arange(len(c)), c], np.argmax(logits, -1) == np.asarray(c)))
+        return out
+
+    def _build_shared_fn(self):
+        import tensorflow as tf
+
+        task = self.task
+        backbone = task.backbone
+        layers = getattr(backbone, "num_layers", None)
+
+        @tf.function  # one trace per (bucketed prefix length, continuation length, batch)
+        def shared(prefix_ids, prefix_length, cont_ids):
+            length = prefix_ids.shape[1] + cont_ids.shape[1]
+            tables = task.relative_tables(length)
+            cache = tf.zeros([1, layers, 2, length, backbone.num_heads, backbone.key_value_dim],
+                             dtype=task.compute_dtype)
+            logits, _, cache = task.call_with_cache(prefix_ids, cache, 0, tables)
+            first = tf.cast(logits[0, prefix_length - 1], tf.float32)
+            cache = tf.repeat(cache, tf.shape(cont_ids)[0], axis=0)
+            # The continuations overwrite the cache from `prefix_length` on; the padding past
+            # them sits at later positions, which the causal mask hides.
+            logits, _, _ = task.call_with_cache(cont_ids, cache, prefix_length, tables)
+            return first, tf.cast(logits, tf.float32)
+
+        return shared
 
     def _row(self, ctx, cont):
         """The forward row scoring `cont` after `ctx`, the scored target span, truncated?"""
@@ -324,7 +396,7 @@ def model_kind(task) -> str:
 
 
 def from_task(task, *, name=None, batch_size=DEFAULT_BATCH_SIZE, max_length=None, stride=None,
-              jit_compile=True, info=None) -> ModelAdapter:
+              jit_compile=True, info=None, share_context=True) -> ModelAdapter:
     """An adapter over an in-memory Keras task (its tokenizer attached)."""
     from massivetext_tf.export.saved_model import build_serving_module, resolve_max_length, tokenizer_proto
 
@@ -334,7 +406,7 @@ def from_task(task, *, name=None, batch_size=DEFAULT_BATCH_SIZE, max_length=None
     info = {"name": name or task.name, "format": "keras", "dtype": task.dtype_policy.name,
             **(info or {})}
     return ModelAdapter(module, tokenizer_proto(task), kind, length, batch_size=batch_size,
-                        info=info, stride=stride)
+                        info=info, stride=stride, task=task, share_context=share_context)
 
 
 def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="float32",
