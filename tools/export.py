@@ -9,8 +9,10 @@ Examples:
   python tools/export.py --model gs://bucket/preset --name gopher --version 7 --max-length 512
 
 Writes BASE_DIR/NAME/VERSION/ (SavedModel with generate, score and forward signatures and TF
-Serving warm-up requests), BASE_DIR/NAME/tflite/ with --tflite, and regenerates
-BASE_DIR/models.config. Prints a JSON summary (paths, sizes in bytes) as the last line.
+Serving warm-up requests), BASE_DIR/NAME/tflite/ with --tflite, and merges NAME into
+BASE_DIR/models.config (other models' entries and settings kept, the previous file saved as
+models.config.bak). Leftover temporary directories of killed exports of NAME are removed first.
+Prints a JSON summary (paths, sizes in bytes) as the last line; exits 2 on bad input.
 """
 import argparse
 import json
@@ -36,6 +38,9 @@ def main(argv=None):
                    help="static context / cache length of the export (default: the model's)")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="default max_new_tokens of the generate signature (default: 32)")
+    p.add_argument("--max-batch-size", type=int, default=None, metavar="N",
+                   help="most prompts/texts/rows one request may carry, enforced in the graph "
+                        "(default: 64; 0: no cap)")
     p.add_argument("--no-jit-compile", dest="jit_compile", action="store_false",
                    help="do not XLA-compile the decoding loop (for servers without XLA:CPU JIT)")
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
@@ -63,15 +68,23 @@ def main(argv=None):
             warmup=args.warmup,
             tflite=args.tflite,
             quantize=args.quantize,
+            max_batch_size=args.max_batch_size,
         )
     except (serving.ExportError, ValueError, FileNotFoundError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2
+    removed = result["removed_leftovers"]
+    if removed:
+        print(f"removed {len(removed)} leftover temporary file(s)/directory(ies) of killed exports: "
+              + ", ".join(removed))
     print(f"SavedModel  {result['saved_model']}  {serving.human_size(result['saved_model_bytes'])}")
     for label in ("float32", "int8"):
         if f"tflite_{label}" in result:
             print(f"LiteRT      {result[f'tflite_{label}']}  {serving.human_size(result[f'tflite_{label}_bytes'])}")
-    print(f"models.config  {result['models_config']}")
+    print(f"models.config  {result['models_config']}"
+          + (f"  (previous: {result['models_config_backup']})" if result["models_config_backup"] else ""))
+    for change in result["models_config_changes"]:
+        print(f"  {change}")
     print(json.dumps(result, sort_keys=True))
     return 0
 

@@ -7,11 +7,13 @@ Library API::
     export_model(task, "tiny", base_dir="saved_models", tflite=True, quantize="int8")
 
 * `export_model(task, name, *, base_dir, version, tokenizer, max_length,
-  default_max_new_tokens, jit_compile, warmup, tflite, quantize)` -> summary dict: the
-  versioned TF Serving export (atomic, never overwrites) + models.config (+ LiteRT files).
+  default_max_new_tokens, jit_compile, warmup, tflite, quantize, max_batch_size)` -> summary
+  dict: the versioned TF Serving export (atomic, never overwrites, leftovers of killed exports
+  removed) + the model merged into models.config (previous file kept as models.config.bak)
+  (+ LiteRT files).
 * `export_saved_model(task, export_dir, ...)`: one SavedModel, no versioning.
 * `export_tflite(task, out_dir, name, *, tokenizer, max_length, quantize)`: LiteRT files.
-* `load_task(model_dir | preset=, tokenizer=)`, `write_models_config(base_dir)`,
+* `load_task(model_dir | preset=, tokenizer=)`, `write_models_config(base_dir, name=None)`,
   `read_warmup_requests(path)`, `LiteRTGenerator(path)`.
 """
 from massivetext_tf.export.saved_model import build_serving_module, export_saved_model

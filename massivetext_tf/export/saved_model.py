@@ -32,6 +32,8 @@ import tempfile
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from massivetext_tf import io
+
 from massivetext_tf.export.sampling import (
     BOS_ID,
     EOS_ID,
@@ -47,6 +49,12 @@ from massivetext_tf.export.sampling import (
 )
 
 DEFAULT_MAX_NEW_TOKENS = 32
+# The most rows (prompts, texts, token id rows) one request may carry unless the export says
+# otherwise (`max_batch_size=`, `--max-batch-size`; None or 0 = no cap). The decoding cache is
+# allocated per row, so without a cap one request with a huge batch can exhaust a server.
+DEFAULT_MAX_BATCH_SIZE = 64
+# How far past its trained context (`max_sequence_length`) an export's static length may go.
+MAX_LENGTH_EXTRAPOLATION = 8
 EXPORT_INFO_FILE = "massivetext_export.json"
 SIGNATURES = ("serving_default", "generate", "generate_all_inputs", "score", "forward")
 
@@ -58,19 +66,102 @@ SIGNATURES = ("serving_default", "generate", "generate_all_inputs", "score", "fo
 
 
 
-def _checked_prompts(prompts, max_new_tokens, temperature, top_k, top_p, max_new_limit):
-    """Validate a generate request (readable InvalidArgumentErrors) and return the prompts
-    with invalid UTF-8 replaced."""
+def _gated(checks, *tensors):
+    """`tensors` passed through `tf.identity` under control dependencies on `checks`.
+
+    A `tf.debugging.assert_*` op only orders the ops that depend on it: inside a graph an op
+    that reads a request input directly (`tf.range(max_new_tokens)`, a cache of `batch` rows)
+    runs in parallel with the assertion and may allocate gigabytes before it fails. Every use
+    of a request input therefore goes through its gated copy, so nothing sized by an input
+    exists until the input has been checked."""
+    with tf.control_dependencies(checks):
+        return [tf.identity(t) for t in tensors]
+
+
+def _batch_checks(tensor, name, max_batch_size, *, nonempty=True):
+    """`tensor`'s batch (first dimension) must be >= 1 (with `nonempty`) and, with a cap,
+    <= `max_batch_size`."""
+    batch = tf.shape(tensor)[0]
+    checks = []
+    if nonempty:
+        checks.append(
+            tf.debugging.assert_positive(batch, message=f"`{name}` must hold at least one {_ROW[name]}")
+        )
+    if max_batch_size:
+        checks.append(
+            tf.debugging.assert_less_equal(
+                batch,
+                tf.constant(max_batch_size, tf.int32),
+                message=(
+                    f"`{name}` holds more than {max_batch_size} {_ROW[name]}s, the most one request "
+                    f"may carry (export option --max-batch-size {max_batch_size}); split the request"
+                ),
+            )
+        )
+    return checks
+
+
+_ROW = {
+    "prompts": "string",
+    "texts": "string",
+    "token_ids": "row",
+    "encoder_token_ids": "row",
+}
+
+
+def _checked_generate_args(
+    prompts, max_new_tokens, temperature, top_k, top_p, seed, max_new_limit, max_batch_size
+):
+    """Validate a generate request (readable InvalidArgumentErrors) and return every input
+    gated on the checks (see `_gated`), the prompts with invalid UTF-8 replaced."""
     checks = check_sampling_args(
         max_new_tokens, temperature, top_k, top_p, max_new_limit=max_new_limit
     )
-    checks.append(
-        tf.debugging.assert_positive(
-            tf.size(prompts), message="`prompts` must hold at least one string"
-        )
+    checks += _batch_checks(prompts, "prompts", max_batch_size)
+    prompts, max_new_tokens, temperature, top_k, top_p, seed = _gated(
+        checks, prompts, max_new_tokens, temperature, top_k, top_p, seed
     )
-    with tf.control_dependencies(checks):
-        return valid_utf8(prompts)
+    return valid_utf8(prompts), max_new_tokens, temperature, top_k, top_p, seed
+
+
+def max_text_chars(proto, max_length):
+    """The most characters of a string worth tokenizing for a context of `max_length` tokens:
+    twice `max_length` times the longest piece of the SentencePiece model (byte-fallback and
+    control pieces excluded; the factor 2 leaves room for normalization that merges
+    characters). Fewer characters can never make `max_length` tokens, so cutting a string to
+    this length first loses no token the context could hold, and it bounds the work (and
+    memory: about 100x a string's size while tokenizing) one huge string can cause."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    longest = max(
+        (
+            len(sp.id_to_piece(i))
+            for i in range(sp.get_piece_size())
+            if not (sp.is_byte(i) or sp.is_control(i) or sp.is_unknown(i))
+        ),
+        default=1,
+    )
+    return 2 * max_length * max(longest, 1)
+
+
+def _last_chars(texts, n):
+    """The last `n` characters of each (valid UTF-8) string."""
+    length = tf.strings.length(texts, unit="UTF8_CHAR")
+    start = tf.maximum(length - n, 0)
+    return tf.strings.substr(texts, start, tf.fill(tf.shape(start), n), unit="UTF8_CHAR")
+
+
+def _first_chars(texts, n):
+    """The first `n` characters of each (valid UTF-8) string."""
+    return tf.strings.substr(texts, 0, n, unit="UTF8_CHAR")
+
+
+def _within_chars(texts, n, message):
+    """`texts` gated on every string having at most `n` characters (else `message`)."""
+    longest = tf.reduce_max(tf.strings.length(texts, unit="UTF8_CHAR"))
+    return _gated([tf.debugging.assert_less_equal(longest, n, message=message)], texts)[0]
+
 
 def _padded_within(ids, max_length, message):
     """Ragged ids -> dense `(tokens, mask)`, failing with `message` when a row is longer than
@@ -120,17 +211,38 @@ def _backbone_dims(task):
     return layers, backbone.num_heads, backbone.key_value_dim
 
 
+def resolve_max_batch_size(max_batch_size):
+    """The per-request row cap of the export: a positive int, or None for no cap (0 or None)."""
+    if max_batch_size is None or max_batch_size == 0:
+        return None
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 0:
+        raise ValueError(
+            f"--max-batch-size must be a positive integer (0 for no cap), got {max_batch_size!r}."
+        )
+    return max_batch_size
+
+
 def resolve_max_length(task, max_length=None):
-    """The static cache / context length of the export (default: the model's context)."""
+    """The static cache / context length of the export (default: the model's context).
+
+    Relative, rotary and T5-bias positions run past the trained context, up to
+    `MAX_LENGTH_EXTRAPOLATION` times it; learned positions stop at it. Checked before anything
+    is built, since every cache, attention matrix and LiteRT tensor is sized by it."""
     model_max = task.backbone.max_sequence_length
     if max_length is None:
         return model_max
-    if not isinstance(max_length, int) or max_length < 2:
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"--max-length must be an integer >= 2, got {max_length!r}.")
     if max_length > model_max and task.backbone.position_encoding == "learned":
         raise ValueError(
             f"--max-length {max_length} exceeds the model's learned positions "
             f"(max_sequence_length={model_max})."
+        )
+    if max_length > MAX_LENGTH_EXTRAPOLATION * model_max:
+        raise ValueError(
+            f"--max-length {max_length} is more than {MAX_LENGTH_EXTRAPOLATION}x the model's "
+            f"context (max_sequence_length={model_max}); use at most "
+            f"{MAX_LENGTH_EXTRAPOLATION * model_max}."
         )
     return max_length
 
@@ -140,7 +252,9 @@ def resolve_max_length(task, max_length=None):
 # ----------------------------------------------------------------------------------------
 
 
-def _decoder_only_functions(task, tokenizer, max_length, default_max_new_tokens, jit_compile):
+def _decoder_only_functions(
+    task, tokenizer, max_length, default_max_new_tokens, jit_compile, max_batch_size, max_chars
+):
     L = max_length
     num_layers, num_heads, key_dim = _backbone_dims(task)
     cache_dtype = task.compute_dtype
@@ -182,11 +296,12 @@ def _decoder_only_functions(task, tokenizer, max_length, default_max_new_tokens,
         return tokens
 
     def generate(prompts, max_new_tokens, temperature, top_k, top_p, seed):
-        prompts = _checked_prompts(
-            prompts, max_new_tokens, temperature, top_k, top_p, max_new_limit
+        prompts, max_new_tokens, temperature, top_k, top_p, seed = _checked_generate_args(
+            prompts, max_new_tokens, temperature, top_k, top_p, seed, max_new_limit, max_batch_size
         )
-        ids = tokenizer.tokenize(prompts)
-        # Context policy: keep `<s>` + the most recent `L - max_new_tokens - 1` prompt tokens.
+        # Context policy: keep `<s>` + the most recent `L - max_new_tokens - 1` prompt tokens
+        # (of the last `max_chars` characters: more could not add a token to those).
+        ids = tokenizer.tokenize(_last_chars(prompts, max_chars))
         ids = add_bos(left_truncate(ids, L - max_new_tokens - 1))
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         tokens = ids.to_tensor(default_value=PAD_ID, shape=[None, L])
@@ -206,10 +321,13 @@ def _decoder_only_functions(task, tokenizer, max_length, default_max_new_tokens,
         return {"text": valid_utf8(text), "token_ids": new_tokens}
 
     def score(texts):
-        with tf.control_dependencies(
-            [tf.debugging.assert_positive(tf.size(texts), message="`texts` must hold at least one string")]
-        ):
-            texts = valid_utf8(texts)
+        (texts,) = _gated(_batch_checks(texts, "texts", max_batch_size), texts)
+        texts = _within_chars(
+            valid_utf8(texts),
+            max_chars,
+            f"score: a text of more than {max_chars} characters is longer than the exported "
+            f"context of {L} tokens; split it into pieces",
+        )
         tokens, mask = _padded_within(
             add_eos(add_bos(tokenizer.tokenize(texts))),
             L,
@@ -220,20 +338,18 @@ def _decoder_only_functions(task, tokenizer, max_length, default_max_new_tokens,
         return _sequence_scores(logits, tokens, mask, texts)
 
     def forward(token_ids, padding_mask):
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_equal(
-                    tf.shape(token_ids),
-                    tf.shape(padding_mask),
-                    message="`token_ids` and `padding_mask` must have the same shape",
-                ),
-                tf.debugging.assert_less_equal(
-                    tf.shape(token_ids)[1], L, message=f"forward: length must be <= {L}"
-                ),
-                _assert_ids_in_vocabulary(token_ids, task.backbone.vocabulary_size),
-            ]
-        ):
-            token_ids = tf.identity(token_ids)
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(token_ids),
+                tf.shape(padding_mask),
+                message="`token_ids` and `padding_mask` must have the same shape",
+            ),
+            tf.debugging.assert_less_equal(
+                tf.shape(token_ids)[1], L, message=f"forward: length must be <= {L}"
+            ),
+            _assert_ids_in_vocabulary(token_ids, task.backbone.vocabulary_size),
+        ] + _batch_checks(token_ids, "token_ids", max_batch_size, nonempty=False)
+        token_ids, padding_mask = _gated(checks, token_ids, padding_mask)
         logits = task({"token_ids": token_ids, "padding_mask": padding_mask})
         return {"logits": tf.cast(logits, tf.float32)}
 
@@ -310,7 +426,9 @@ def _wrap_generate(generate, default_max_new_tokens):
 # ----------------------------------------------------------------------------------------
 
 
-def _encoder_decoder_functions(task, tokenizer, max_length, default_max_new_tokens, jit_compile):
+def _encoder_decoder_functions(
+    task, tokenizer, max_length, default_max_new_tokens, jit_compile, max_batch_size, max_chars
+):
     L = max_length
     num_layers, num_heads, key_dim = _backbone_dims(task)
     cache_dtype = task.compute_dtype
@@ -318,8 +436,9 @@ def _encoder_decoder_functions(task, tokenizer, max_length, default_max_new_toke
 
     def encode(texts):
         """Source packing as the training preprocessor: `tokens[:L-1] + [</s>]`, padded to L
-        (static, so the decoding loop compiles once per batch size)."""
-        ids = add_eos(right_truncate(tokenizer.tokenize(texts), L - 1))
+        (static, so the decoding loop compiles once per batch size). Only the first
+        `max_chars` characters are tokenized: more could not add a token to those."""
+        ids = add_eos(right_truncate(tokenizer.tokenize(_first_chars(texts, max_chars)), L - 1))
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         tokens = ids.to_tensor(default_value=PAD_ID, shape=[None, L])
         mask = tf.sequence_mask(lengths, L, dtype=tf.int32)
@@ -362,8 +481,8 @@ def _encoder_decoder_functions(task, tokenizer, max_length, default_max_new_toke
         return tokens
 
     def generate(prompts, max_new_tokens, temperature, top_k, top_p, seed):
-        prompts = _checked_prompts(
-            prompts, max_new_tokens, temperature, top_k, top_p, max_new_limit
+        prompts, max_new_tokens, temperature, top_k, top_p, seed = _checked_generate_args(
+            prompts, max_new_tokens, temperature, top_k, top_p, seed, max_new_limit, max_batch_size
         )
         encoder_tokens, encoder_mask = encode(prompts)
         encoder_states = task.call_encoder(encoder_tokens, encoder_mask)
@@ -377,15 +496,19 @@ def _encoder_decoder_functions(task, tokenizer, max_length, default_max_new_toke
         return {"text": valid_utf8(text), "token_ids": new_tokens}
 
     def score(texts, targets):
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_positive(tf.size(texts), message="`texts` must hold at least one string"),
-                tf.debugging.assert_equal(
-                    tf.size(texts), tf.size(targets), message="`texts` and `targets` must have the same length"
-                ),
-            ]
-        ):
-            texts, targets = valid_utf8(texts), valid_utf8(targets)
+        checks = _batch_checks(texts, "texts", max_batch_size) + [
+            tf.debugging.assert_equal(
+                tf.size(texts), tf.size(targets), message="`texts` and `targets` must have the same length"
+            ),
+        ]
+        texts, targets = _gated(checks, texts, targets)
+        texts = valid_utf8(texts)
+        targets = _within_chars(
+            valid_utf8(targets),
+            max_chars,
+            f"score: a target of more than {max_chars} characters is longer than the exported "
+            f"decoder context of {L} tokens; split it into pieces",
+        )
         encoder_tokens, encoder_mask = encode(texts)
         tokens, mask = _padded_within(
             add_eos(add_bos(tokenizer.tokenize(targets))),
@@ -405,23 +528,34 @@ def _encoder_decoder_functions(task, tokenizer, max_length, default_max_new_toke
 
     def forward(encoder_token_ids, encoder_padding_mask, decoder_token_ids, decoder_padding_mask):
         vocab = task.backbone.vocabulary_size
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_equal(
-                    tf.shape(encoder_token_ids),
-                    tf.shape(encoder_padding_mask),
-                    message="`encoder_token_ids` and `encoder_padding_mask` must have the same shape",
-                ),
-                tf.debugging.assert_equal(
-                    tf.shape(decoder_token_ids),
-                    tf.shape(decoder_padding_mask),
-                    message="`decoder_token_ids` and `decoder_padding_mask` must have the same shape",
-                ),
-                _assert_ids_in_vocabulary(encoder_token_ids, vocab),
-                _assert_ids_in_vocabulary(decoder_token_ids, vocab),
-            ]
-        ):
-            encoder_token_ids = tf.identity(encoder_token_ids)
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(encoder_token_ids),
+                tf.shape(encoder_padding_mask),
+                message="`encoder_token_ids` and `encoder_padding_mask` must have the same shape",
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(decoder_token_ids),
+                tf.shape(decoder_padding_mask),
+                message="`decoder_token_ids` and `decoder_padding_mask` must have the same shape",
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(encoder_token_ids)[0],
+                tf.shape(decoder_token_ids)[0],
+                message="`encoder_token_ids` and `decoder_token_ids` must have the same batch size",
+            ),
+            tf.debugging.assert_less_equal(
+                tf.shape(encoder_token_ids)[1], L, message=f"forward: encoder length must be <= {L}"
+            ),
+            tf.debugging.assert_less_equal(
+                tf.shape(decoder_token_ids)[1], L, message=f"forward: decoder length must be <= {L}"
+            ),
+            _assert_ids_in_vocabulary(encoder_token_ids, vocab),
+            _assert_ids_in_vocabulary(decoder_token_ids, vocab),
+        ] + _batch_checks(encoder_token_ids, "encoder_token_ids", max_batch_size, nonempty=False)
+        encoder_token_ids, encoder_padding_mask, decoder_token_ids, decoder_padding_mask = _gated(
+            checks, encoder_token_ids, encoder_padding_mask, decoder_token_ids, decoder_padding_mask
+        )
         logits = task(
             {
                 "encoder_token_ids": encoder_token_ids,
@@ -451,14 +585,19 @@ def build_serving_module(
     max_length=None,
     default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
     jit_compile=True,
+    max_batch_size=DEFAULT_MAX_BATCH_SIZE,
 ):
     """A `tf.Module` with `generate`, `generate_all_inputs`, `score` and `forward` tf.functions
     over `task`'s variables, plus a `signatures` dict ready for `tf.saved_model.save`.
+
+    Every request input is checked in the graph before anything sized by it is allocated;
+    `max_batch_size` (None or 0: no cap) is the most rows one request may carry.
 
     The module tracks the model's `tf.Variable`s and the SentencePiece resource only (no Keras
     objects), so the SavedModel loads without Keras.
     """
     kind = model_kind(task)
+    max_batch_size = resolve_max_batch_size(max_batch_size)
     proto = tokenizer_proto(task, tokenizer)
     max_length = resolve_max_length(task, max_length)
     default_max_new_tokens = max(1, min(int(default_max_new_tokens), max_length - 1))
@@ -466,9 +605,10 @@ def build_serving_module(
     module = tf.Module(name="massivetext_serving")
     module.model_variables = [v.value for v in task.variables]
     module.tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
+    max_chars = max_text_chars(proto, max_length)
     builder = _decoder_only_functions if kind == "decoder_only" else _encoder_decoder_functions
     (generate, generate_all), score, (forward, forward_spec) = builder(
-        task, module.tokenizer, max_length, default_max_new_tokens, jit_compile
+        task, module.tokenizer, max_length, default_max_new_tokens, jit_compile, max_batch_size, max_chars
     )
     if kind == "decoder_only":
         score_spec = [tf.TensorSpec([None], tf.string, name="texts")]
@@ -495,6 +635,8 @@ def build_serving_module(
         "max_length": max_length,
         "default_max_new_tokens": default_max_new_tokens,
         "jit_compile": bool(jit_compile),
+        "max_batch_size": max_batch_size,
+        "max_text_chars": max_chars,
         "vocabulary_size": int(task.backbone.vocabulary_size),
         "pad_id": PAD_ID,
         "eos_id": EOS_ID,
@@ -530,10 +672,7 @@ def save_serving_module(module, export_dir):
             signatures=signatures,
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
         )
-    extra = tf.io.gfile.join(export_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(tf.io.gfile.join(extra, EXPORT_INFO_FILE), "w") as f:
-        f.write(json.dumps(export_info, indent=2, sort_keys=True) + "\n")
+    io.write_json(tf.io.gfile.join(export_dir, "assets.extra", EXPORT_INFO_FILE), export_info)
     return export_info
 
 
@@ -545,6 +684,7 @@ def export_saved_model(
     max_length=None,
     default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
     jit_compile=True,
+    max_batch_size=DEFAULT_MAX_BATCH_SIZE,
 ):
     """Export `task` as a self-contained SavedModel into `export_dir` (no versioning; see
     `massivetext_tf.export.serving.export_model` for the TF Serving layout).
@@ -557,5 +697,6 @@ def export_saved_model(
         max_length=max_length,
         default_max_new_tokens=default_max_new_tokens,
         jit_compile=jit_compile,
+        max_batch_size=max_batch_size,
     )
     return save_serving_module(module, export_dir)

@@ -11,10 +11,15 @@ Layout under a base directory (default `saved_models/`)::
         tflite/                     NAME.float32.tflite, NAME.int8.tflite, NAME.json,
                                     tokenizer.model (see massivetext_tf.export.tflite)
 
-A version is written into a hidden sibling directory (`NAME/.tmp-VERSION-...`, ignored by TF
-Serving's version poller, which only looks at numeric names) and renamed into place when
-complete, so a failed export leaves nothing behind and a server never sees half a model.
+A version is written into a hidden sibling directory (`NAME/.tmp-VERSION-HOST-PID-...`, ignored
+by TF Serving's version poller, which only looks at numeric names) and renamed into place when
+complete, so a failed export leaves nothing behind and a server never sees half a model. A
+killed export (SIGKILL, power loss) cannot clean up after itself: the next export of the model
+removes such leftovers, skipping those of an export still running on this host.
 An existing version is never overwritten. All file I/O goes through `tf.io.gfile`.
+
+`models.config` is merged, not regenerated (see `massivetext_tf.export.models_config`): other
+models' entries and settings are kept, the previous file is kept as `models.config.bak`.
 
 Warm-up requests (`assets.extra/tf_serving_warmup_requests`) are a TFRecord of
 `tensorflow.serving.PredictionLog` protos. They are encoded here with the protobuf wire format
@@ -22,14 +27,19 @@ directly (field numbers from tensorflow_serving/apis/{prediction_log,predict,mod
 export does not depend on the `tensorflow-serving-api` package; `read_warmup_requests` parses
 them back.
 """
+import hashlib
 import json
 import os
 import re
+import socket
 import time
 import uuid
 
 import numpy as np
 import tensorflow as tf
+
+from massivetext_tf import io
+from massivetext_tf.export import models_config as mc
 
 MODELS_CONFIG = "models.config"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -94,30 +104,110 @@ def list_models(base_dir):
     return names
 
 
+def _directory_models(base_dir):
+    """name -> absolute base_path of every model under `base_dir` with a complete version."""
+    return {name: _absolute(tf.io.gfile.join(base_dir, name)) for name in list_models(base_dir)}
+
+
 def models_config_text(base_dir):
-    """TF Serving `ModelServerConfig` text proto for every model under `base_dir`."""
-    lines = ["model_config_list {"]
-    for name in list_models(base_dir):
-        base_path = _absolute(tf.io.gfile.join(base_dir, name))
-        lines += [
-            "  config {",
-            f"    name: {json.dumps(name)}",
-            f"    base_path: {json.dumps(base_path)}",
-            '    model_platform: "tensorflow"',
-            "  }",
-        ]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    """A fresh TF Serving `ModelServerConfig` text proto for every model under `base_dir`
+    (what `write_models_config` writes when there is no models.config yet)."""
+    return mc.new_models_config_text(_directory_models(base_dir))
 
 
-def write_models_config(base_dir):
-    """Regenerate `base_dir/models.config` from the directory contents; returns its path."""
+def check_models_config(base_dir):
+    """Raise `ExportError` (naming the file and line) when `base_dir/models.config` exists and
+    cannot be merged into; an export checks this before it starts."""
     path = tf.io.gfile.join(base_dir, MODELS_CONFIG)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(models_config_text(base_dir))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-    return path
+    text = mc.read_text(path)
+    if text is not None and text.strip():
+        try:
+            mc.ModelsConfig(text, path)
+        except mc.ModelsConfigError as e:
+            raise ExportError(f"{e}. Fix the file or move it away; nothing was exported.") from None
+
+
+def sync_models_config(base_dir, name=None):
+    """Merge `base_dir/models.config` with the models in `base_dir`: model `name` (the one just
+    exported) gets an entry whose `base_path` is `base_dir/name` (its other settings kept);
+    every other model in `base_dir` gets an entry only if it has none. Entries of other models,
+    their settings, comments and layout are kept; the previous file is kept as
+    `models.config.bak`. Returns `massivetext_tf.export.models_config.update_models_config`'s
+    dict (`path`, `backup`, `changes`, `checked`)."""
+    path = tf.io.gfile.join(base_dir, MODELS_CONFIG)
+    models = _directory_models(base_dir)
+    if name is not None and name not in models:
+        models[name] = _absolute(tf.io.gfile.join(base_dir, name))
+    return mc.update_models_config(path, models, update={name} if name else set())
+
+
+def write_models_config(base_dir, name=None):
+    """`sync_models_config(base_dir, name)`; returns the path of `base_dir/models.config`."""
+    return sync_models_config(base_dir, name)["path"]
+
+
+# ----------------------------------------------------------------------------------------
+# Temporary directories of exports, and the leftovers of killed ones
+# ----------------------------------------------------------------------------------------
+
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8")).hexdigest()[:6]
+_TMP_OWNER_RE = re.compile(r"\.tmp-(?:[^-]+-)?([0-9a-f]{6})-(\d+)-[0-9a-f]{8}$")
+_IO_TMP_OWNER_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}$")  # massivetext_tf.io.tmp_name
+
+
+def export_tmp_name(model_dir, label):
+    """`model_dir/.tmp-LABEL-HOST-PID-RANDOM`: hidden from TF Serving's version poller, and
+    naming its writer, so a later export can tell a killed export's leftover from a running one."""
+    return tf.io.gfile.join(model_dir, f".tmp-{label}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_here(name, pattern, with_host):
+    match = pattern.search(name)
+    if not match:
+        return False
+    if with_host and match.group(1) != _HOST:
+        return False  # another machine's; its process cannot be seen from here
+    return _pid_alive(int(match.group(2 if with_host else 1)))
+
+
+def remove_export_leftovers(base_dir, name):
+    """Remove what killed exports of model `name` left behind: `base_dir/name/.tmp-*`
+    directories and `base_dir/models.config*.tmp-*` files, except those of a process still
+    running on this host. Returns the removed paths."""
+    removed = []
+    model_dir = tf.io.gfile.join(base_dir, name)
+    if _is_dir(model_dir):
+        for entry in tf.io.gfile.listdir(model_dir):
+            entry = _strip(entry)
+            if entry.startswith(".tmp-") and not _running_here(entry, _TMP_OWNER_RE, True):
+                path = tf.io.gfile.join(model_dir, entry)
+                if tf.io.gfile.isdir(path):
+                    tf.io.gfile.rmtree(path)
+                else:
+                    tf.io.gfile.remove(path)
+                removed.append(_absolute(path))
+    if _is_dir(base_dir):
+        for entry in tf.io.gfile.listdir(base_dir):
+            entry = _strip(entry)
+            if (
+                entry.startswith(MODELS_CONFIG)
+                and io.is_tmp_name(entry)
+                and not _running_here(entry, _IO_TMP_OWNER_RE, False)
+            ):
+                path = tf.io.gfile.join(base_dir, entry)
+                tf.io.gfile.remove(path)
+                removed.append(_absolute(path))
+    return removed
 
 
 def validate_name(name):
@@ -335,9 +425,12 @@ def export_model(
     warmup=True,
     tflite=False,
     quantize=None,
+    max_batch_size=None,
 ):
     """Export `task` for serving: `base_dir/name/version/` (SavedModel with warm-up requests),
-    optionally `base_dir/name/tflite/`, and a regenerated `base_dir/models.config`.
+    optionally `base_dir/name/tflite/`, and `base_dir/models.config` with this model merged in
+    (other entries kept, the previous file in `models.config.bak`). Leftover temporary
+    directories of killed exports of this model are removed first.
 
     Args:
         task: a `GopherCausalLM` or `EncoderDecoderSeq2SeqLM` (with a tokenizer attached, or
@@ -354,13 +447,20 @@ def export_model(
         warmup: write `assets.extra/tf_serving_warmup_requests`.
         tflite: also write LiteRT files (decoder-only models).
         quantize: `None` or `"int8"` (dynamic-range) for the extra `.int8.tflite` file.
+        max_batch_size: the most rows (prompts, texts, token id rows) one request may carry,
+            enforced in the graph (default `saved_model.DEFAULT_MAX_BATCH_SIZE`; 0: no cap).
 
     Returns:
-        A summary dict: paths, version, sizes in bytes, seconds.
+        A summary dict: paths, version, sizes in bytes, seconds, `removed_leftovers` (paths),
+        `models_config_changes` and `models_config_backup`.
     """
     from massivetext_tf.export import saved_model as sm
 
     validate_name(name)
+    if max_batch_size is None:
+        max_batch_size = sm.DEFAULT_MAX_BATCH_SIZE
+    max_batch_size = sm.resolve_max_batch_size(max_batch_size)
+    max_length = sm.resolve_max_length(task, max_length)
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize {quantize!r}: only 'int8' (dynamic-range) is supported.")
     if quantize and not tflite:
@@ -379,10 +479,12 @@ def export_model(
     kind = sm.model_kind(task)
     if tflite and kind != "decoder_only":
         raise ExportError("--tflite is only supported for decoder-only models for now.")
+    check_models_config(base_dir)
 
     start = time.time()
     tf.io.gfile.makedirs(model_dir)
-    tmp_dir = tf.io.gfile.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    removed = remove_export_leftovers(base_dir, name)
+    tmp_dir = export_tmp_name(model_dir, str(version))
     tflite_tmp = None
     try:
         module = sm.build_serving_module(
@@ -391,6 +493,7 @@ def export_model(
             max_length=max_length,
             default_max_new_tokens=default_max_new_tokens or sm.DEFAULT_MAX_NEW_TOKENS,
             jit_compile=jit_compile,
+            max_batch_size=max_batch_size,
         )
         proto = module.tokenizer_proto
         info = sm.save_serving_module(module, tmp_dir)
@@ -400,7 +503,7 @@ def export_model(
         if tflite:
             from massivetext_tf.export import tflite as tfl
 
-            tflite_tmp = tf.io.gfile.join(model_dir, f".tmp-tflite-{uuid.uuid4().hex[:8]}")
+            tflite_tmp = export_tmp_name(model_dir, "tflite")
             tflite_files = tfl.export_tflite(
                 task,
                 tflite_tmp,
@@ -426,7 +529,9 @@ def export_model(
         "saved_model": _absolute(final_dir),
         "saved_model_bytes": directory_size(final_dir),
         "max_length": info["max_length"],
+        "max_batch_size": info["max_batch_size"],
         "jit_compile": info["jit_compile"],
+        "removed_leftovers": removed,
     }
     if tflite:
         tflite_dir = tf.io.gfile.join(model_dir, TFLITE_DIR)
@@ -439,6 +544,16 @@ def export_model(
                 result[f"tflite_{key.split('.')[-2]}_bytes"] = directory_size(target)
         tf.io.gfile.rmtree(tflite_tmp)
         result["tflite_dir"] = _absolute(tflite_dir)
-    result["models_config"] = _absolute(write_models_config(base_dir))
+    try:
+        merged = sync_models_config(base_dir, name)
+    except mc.ModelsConfigError as e:
+        raise ExportError(
+            f"exported {result['saved_model']}, but models.config was not updated: {e}. "
+            f"Fix the file, then run `python -c \"from massivetext_tf.export import "
+            f"write_models_config; write_models_config({base_dir!r}, {name!r})\"`."
+        ) from None
+    result["models_config"] = _absolute(merged["path"])
+    result["models_config_backup"] = _absolute(merged["backup"]) if merged["backup"] else None
+    result["models_config_changes"] = merged["changes"]
     result["seconds"] = round(time.time() - start, 1)
     return result
