@@ -21,8 +21,8 @@ the model's logits on them (teacher forcing) and `generate()`'s greedy output.
 Both use a vocabulary of 100 rows, 8 relative-position buckets with max distance 20 and
 encoder/decoder lengths past that distance, more decoder than encoder layers, so every config
 field the converter reads changes the numbers. It also writes `hf_param_counts.json`:
-transformers' own parameter counts of the `t5_small`, `t5_v1_1_small` and `t5_v1_1_base`
-architectures (built on the meta device, nothing allocated).
+transformers' own parameter counts of the `t5_small`, `t5_base`, `t5_v1_1_small` and
+`t5_v1_1_base` architectures (built on the meta device, nothing allocated).
 """
 import argparse
 import json
@@ -64,6 +64,8 @@ MIN_DISTINCT = 5
 HF_SIZES = {
     "t5_small": dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8, feed_forward_proj="relu",
                      tie_word_embeddings=True),
+    "t5_base": dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12, feed_forward_proj="relu",
+                    tie_word_embeddings=True),
     "t5_v1_1_small": dict(d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6,
                           feed_forward_proj="gated-gelu", tie_word_embeddings=False),
     "t5_v1_1_base": dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12,
