@@ -29,6 +29,14 @@ def mean(values) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
 
+def safe_exp(x: float) -> float:
+    """exp(x), inf instead of an OverflowError (perplexity of a very bad model)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return float("inf")
+
+
 def mean_stderr(values) -> float:
     """Standard error of the mean: sample std (ddof=1) / sqrt(n); nan for fewer than 2."""
     values = np.asarray(list(values), dtype=np.float64)

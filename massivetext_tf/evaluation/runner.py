@@ -169,7 +169,7 @@ def _last_word(adapter, task, iters, seed, details):
             values = [float(r.is_greedy) for r in scored]
             rows.append(_row(task, metric, M.mean(values), M.mean_stderr(values), "analytic", **common))
         else:  # perplexity of the last word: exp(-mean log-likelihood), lm-evaluation-harness's
-            ppl = lambda sample: math.exp(-M.mean(sample)) if sample else float("nan")  # noqa: E731
+            ppl = lambda sample: M.safe_exp(-M.mean(sample)) if sample else float("nan")  # noqa: E731
             rows.append(_row(task, metric, ppl(lls), M.bootstrap_stderr(ppl, lls, iters=iters, seed=seed),
                              f"bootstrap({iters})", **common))
     return rows
@@ -231,7 +231,7 @@ def lm_metrics(per_doc) -> dict:
     nbytes = sum(d[2] for d in per_doc)
     loss = -ll / tokens if tokens else float("nan")
     return {"bits_per_byte": -ll / (math.log(2) * nbytes) if nbytes else float("nan"),
-            "perplexity": math.exp(loss) if tokens else float("nan"), "loss": loss}
+            "perplexity": M.safe_exp(loss) if tokens else float("nan"), "loss": loss}
 
 
 def evaluate_source(adapter, spec, *, stride=None, bootstrap_iters=M.DEFAULT_BOOTSTRAP_ITERS, seed=1234,

@@ -69,3 +69,27 @@ def test_preset_and_saved_model_agree_side_by_side(tmp_path, preset_dir, saved_m
     for ra, rb in zip(a.loglikelihood(requests), b.loglikelihood(requests)):
         assert ra.logprob == pytest.approx(rb.logprob, abs=1e-4)
         assert (ra.is_greedy, ra.num_tokens, ra.truncated) == (rb.is_greedy, rb.num_tokens, rb.truncated)
+
+
+@pytest.mark.slow
+def test_encoder_decoder_saved_model_matches_keras_and_its_score_signature(encoder_decoder, seq2seq_adapter, tmp_path):
+    import tensorflow as tf
+
+    from massivetext_tf.evaluation import load_model
+    from massivetext_tf.export import export_saved_model
+
+    path = str(tmp_path / "t5" / "1")
+    export_saved_model(encoder_decoder, path, jit_compile=False)
+    served = load_model(path)
+    assert served.kind == "encoder_decoder" and served.info["format"] == "saved_model"
+    requests = [(c, " that is the question") for c in CONTEXTS]
+    keras, saved = seq2seq_adapter.loglikelihood(requests), served.loglikelihood(requests)
+    # the continuation is scored as the `score` signature scores a target: tokens + </s>
+    score = served.module.signatures["score"](texts=tf.constant([c for c, _ in requests]),
+                                              targets=tf.constant([t.strip() for _, t in requests]))
+    for a, b, ll, n in zip(keras, saved, score["log_likelihood"].numpy(), score["num_tokens"].numpy()):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert b.logprob == pytest.approx(float(ll), abs=1e-4) and b.num_tokens == int(n)
+    texts = ["To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"]
+    assert served.loglikelihood_rolling(texts)[0].logprob == pytest.approx(
+        seq2seq_adapter.loglikelihood_rolling(texts)[0].logprob, abs=1e-3)
