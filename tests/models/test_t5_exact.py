@@ -207,3 +207,22 @@ def test_bad_config_json_names_the_field(change, field):
     hf = json.load(open(os.path.join(FIXTURES, "v1_0", "config.json")))
     with pytest.raises(hf_t5.CheckpointError, match=f"config.json: .*{field}"):
         hf_t5.config_from_hf({**hf, **change})
+
+
+def test_save_hf_t5_round_trip(loaded, tmp_path):
+    """Our model written in HuggingFace's layout (config.json + model.safetensors, PyTorch
+    names) loads back to the same logits; a config T5 cannot express is refused by field."""
+    variant, lm = loaded
+    hf_t5.save_hf_t5(lm, str(tmp_path / "out"))
+    written = json.load(open(tmp_path / "out" / "config.json"))
+    original = json.load(open(os.path.join(FIXTURES, variant, "config.json")))
+    assert hf_t5.config_from_hf(written) == hf_t5.config_from_hf(original)
+    assert written["feed_forward_proj"] == original["feed_forward_proj"] and written["d_model"] == 16
+    again = hf_t5.load_hf_t5(str(tmp_path / "out"))
+    ref = _reference(variant)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(_inputs(ref))), keras.ops.convert_to_numpy(lm(_inputs(ref))))
+    with pytest.raises(hf_t5.CheckpointError, match="scale_attention_logits"):
+        hf_t5.config_to_hf({**models.preset_config("t5_tiny"), "scale_attention_logits": True})
+    with pytest.raises(hf_t5.CheckpointError, match="activation"):
+        hf_t5.config_to_hf({**models.preset_config("t5_tiny"), "activation": "swiglu"})
+    assert hf_t5.config_to_hf("t5_v1_1_small")["feed_forward_proj"] == "gated-gelu"

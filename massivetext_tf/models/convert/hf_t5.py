@@ -42,6 +42,7 @@ Example:
 >>> from massivetext_tf.models.convert import hf_t5  # doctest: +SKIP
 >>> lm = hf_t5.load_hf_t5("flan-t5-small/")  # doctest: +SKIP
 >>> state = hf_t5.hf_state_dict(lm)  # PyTorch names -> float32 numpy  # doctest: +SKIP
+>>> hf_t5.save_hf_t5(lm, "out/")  # config.json + model.safetensors  # doctest: +SKIP
 """
 import os
 
@@ -344,3 +345,68 @@ def load_hf_t5(directory, dtype=None):
     state_dict = read_hf_state_dict(directory)
     task = build_encoder_decoder(config, dtype=dtype)
     return load_hf_weights(task, state_dict, source=directory)
+
+
+def config_to_hf(config):
+    """The HuggingFace `config.json` dict of one of our T5-exact encoder-decoder configs
+    (the inverse of `config_from_hf`); configs T5 cannot express raise `CheckpointError`
+    naming the field."""
+    from massivetext_tf.models.presets import resolve_config
+
+    c = resolve_config(config)
+    activation = {ours: theirs for theirs, ours in ACTIVATIONS.items()}.get(c["activation"])
+    expected = {
+        "model_type": ("encoder_decoder", c["model_type"]),
+        "position_encoding": ("t5_bias", c["position_encoding"]),
+        "scale_attention_logits": (False, c["scale_attention_logits"]),
+        "rescale_tied_output": (c["tie_word_embeddings"], c["rescale_tied_output"]),
+    }
+    for field, (want, got) in expected.items():
+        if want != got:
+            raise CheckpointError(f"Config field `{field}` is {got!r}; a HuggingFace T5 model needs {want!r}.")
+    if activation is None:
+        raise CheckpointError(
+            f"Config field `activation` is {c['activation']!r}; HuggingFace T5 supports {sorted(ACTIVATIONS.values())}."
+        )
+    return {
+        "architectures": ["T5ForConditionalGeneration"],
+        "model_type": "t5",
+        "vocab_size": c["vocabulary_size"],
+        "d_model": c["hidden_dim"],
+        "d_kv": c["key_value_dim"],
+        "d_ff": c["intermediate_dim"],
+        "num_layers": c["num_encoder_layers"],
+        "num_decoder_layers": c["num_decoder_layers"],
+        "num_heads": c["num_heads"],
+        "relative_attention_num_buckets": c["relative_attention_num_buckets"],
+        "relative_attention_max_distance": c["relative_attention_max_distance"],
+        "dropout_rate": c["dropout"],
+        "layer_norm_epsilon": c["layer_norm_epsilon"],
+        "feed_forward_proj": activation,
+        "tie_word_embeddings": c["tie_word_embeddings"],
+        "n_positions": c["max_sequence_length"],
+        "is_encoder_decoder": True,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+
+
+def save_hf_t5(task, directory):
+    """Write `task` as a HuggingFace T5 checkpoint directory: `config.json` and one float32
+    `model.safetensors` in PyTorch naming (each written atomically, `gs://` works), which
+    `load_hf_t5` and `transformers`' `from_pretrained` read."""
+    import safetensors.numpy
+
+    backbone = task.backbone
+    hf_config = config_to_hf({"model_type": "encoder_decoder", **_backbone_config(backbone)})
+    state = hf_state_dict(task)
+    io.atomic_write(os.path.join(directory, "model.safetensors"), safetensors.numpy.save(state, {"format": "pt"}))
+    io.write_json(os.path.join(directory, "config.json"), hf_config)
+
+
+def _backbone_config(backbone):
+    from massivetext_tf.models.presets import ENCODER_DECODER_FIELDS
+
+    config = backbone.get_config()
+    return {k: config[k] for k in ENCODER_DECODER_FIELDS if k in config}
