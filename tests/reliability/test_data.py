@@ -14,7 +14,6 @@ with real files and real subprocesses of tools/prepare_data.py and tools/train_t
 import gzip
 import hashlib
 import json
-import os
 import pathlib
 import random
 import signal
