@@ -61,6 +61,29 @@ def bootstrap_stderr(metric_fn, items, *, iters=DEFAULT_BOOTSTRAP_ITERS, seed=12
     return float(np.std(stats, ddof=1)) if len(stats) > 1 else float("nan")
 
 
+def bootstrap_sums_stderr(columns, statistic, *, iters=DEFAULT_BOOTSTRAP_ITERS, seed=1234) -> float:
+    """Bootstrap standard error of a statistic of column sums, vectorized: `columns` is
+    `[n_items, k]` per-item sufficient statistics; each resample sums the rows drawn with
+    replacement and `statistic(sums [k]) -> float` (same generator and seed as
+    `bootstrap_stderr`). Used for bits per byte (ratio of sums), BLEU (n-gram counts) and
+    classification (confusion counts), so a large corpus costs numpy sums, not Python loops."""
+    columns = np.asarray(columns, dtype=np.float64)
+    n = columns.shape[0]
+    if n < 2 or iters < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    stats = []
+    for start in range(0, iters, 64):
+        block = min(64, iters - start)
+        idx = rng.integers(0, n, (block, n))
+        sums = np.stack([np.bincount(idx[b], minlength=n) @ columns for b in range(block)])
+        for row in sums:
+            value = statistic(row)
+            if value is not None and math.isfinite(value):
+                stats.append(value)
+    return float(np.std(stats, ddof=1)) if len(stats) > 1 else float("nan")
+
+
 # ------------------------------------------------------------------------------ SQuAD
 
 def normalize_answer(text: str) -> str:
@@ -124,17 +147,63 @@ def classification_report(pairs, labels) -> dict:
     return out
 
 
+def confusion_columns(pairs, labels):
+    """One row per `(gold, predicted)` pair: the one-hot cell of a `len(labels)^2` confusion
+    matrix (gold-major), the sufficient statistics of `confusion_report`."""
+    index = {label: i for i, label in enumerate(labels)}
+    columns = np.zeros((len(pairs), len(labels) ** 2))
+    for row, (gold, predicted) in enumerate(pairs):
+        columns[row, index[gold] * len(labels) + index[predicted]] = 1.0
+    return columns
+
+
+def confusion_report(counts, labels) -> dict:
+    """`classification_report` from summed `confusion_columns` (flattened confusion matrix)."""
+    k = len(labels)
+    conf = np.asarray(counts, dtype=np.float64).reshape(k, k)
+    out = {"accuracy": float(np.trace(conf) / conf.sum()) if conf.sum() else float("nan")}
+    precisions, recalls, f1s = [], [], []
+    for i, label in enumerate(labels):
+        tp, predicted, gold = conf[i, i], conf[:, i].sum(), conf[i, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / gold if gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[f"precision[{label}]"], out[f"recall[{label}]"], out[f"f1[{label}]"] = precision, recall, f1
+        precisions.append(precision)
+        recalls.append(recall)
+        f1s.append(f1)
+    out["macro_precision"] = mean(precisions)
+    out["macro_recall"] = mean(recalls)
+    out["macro_f1"] = mean(f1s)
+    return {k2: float(v) for k2, v in out.items()}
+
+
 # ------------------------------------------------------------------------------ generation
+
+def _reference_streams(references):
+    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    width = max(len(r) for r in refs)
+    return [[r[k] if k < len(r) else r[0] for r in refs] for k in range(width)]
+
 
 def corpus_bleu(predictions, references) -> float:
     """sacrebleu corpus BLEU (default 13a tokenization); `references[i]` is one string or a
-    list of strings (every item must have the same number of references)."""
+    list of strings (items with fewer references repeat their first)."""
     import sacrebleu
 
-    refs = [[r] if isinstance(r, str) else list(r) for r in references]
-    width = max(len(r) for r in refs)
-    streams = [[r[k] if k < len(r) else r[0] for r in refs] for k in range(width)]
-    return float(sacrebleu.corpus_bleu(list(predictions), streams).score)
+    return float(sacrebleu.corpus_bleu(list(predictions), _reference_streams(references)).score)
+
+
+def bleu_with_stderr(predictions, references, *, iters=DEFAULT_BOOTSTRAP_ITERS, seed=1234):
+    """(corpus BLEU, bootstrap stderr): resampling items' n-gram statistics (sacrebleu's own
+    per-sentence statistics, summed), the same BLEU as `corpus_bleu` for every resample."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU()
+    stats = np.asarray(bleu._extract_corpus_statistics(list(predictions), _reference_streams(references)),
+                       dtype=np.float64)
+    score = lambda sums: float(bleu._compute_score_from_stats([int(round(x)) for x in sums]).score)  # noqa: E731
+    return score(stats.sum(0)), bootstrap_sums_stderr(stats, score, iters=iters, seed=seed)
 
 
 _ROUGE_SCORERS = {}

@@ -112,9 +112,10 @@ def _multiple_choice(adapter, task, iters, seed, details):
             continue
         names = [f"{k}[{label}]" for label in labels for k in ("precision", "recall", "f1")] \
             if metric == "per_class" else [metric]
+        columns = M.confusion_columns(pairs, labels)
         for name in names:
-            se = M.bootstrap_stderr(lambda sample, name=name: M.classification_report(sample, labels)[name],
-                                    pairs, iters=iters, seed=seed)
+            se = M.bootstrap_sums_stderr(columns, lambda sums, name=name: M.confusion_report(sums, labels)[name],
+                                         iters=iters, seed=seed)
             rows.append(_row(task, name, report[name], se, f"bootstrap({iters})", **common))
     return rows
 
@@ -191,10 +192,8 @@ def _generative(adapter, task, iters, seed, details):
     rows = []
     for metric in task.metrics:
         if metric == "bleu":
-            pairs = list(zip(predictions, references))
-            bleu = lambda s: M.corpus_bleu([p for p, _ in s], [r for _, r in s])  # noqa: E731
-            rows.append(_row(task, metric, bleu(pairs), M.bootstrap_stderr(bleu, pairs, iters=iters, seed=seed),
-                             f"bootstrap({iters})", **common))
+            value, se = M.bleu_with_stderr(predictions, references, iters=iters, seed=seed)
+            rows.append(_row(task, metric, value, se, f"bootstrap({iters})", **common))
             continue
         if metric == "exact_match":
             values = [M.exact_match(p, r) for p, r in zip(predictions, references)]
@@ -263,8 +262,10 @@ def evaluate_source(adapter, spec, *, stride=None, bootstrap_iters=M.DEFAULT_BOO
     window = adapter.max_length
     stride = stride or adapter.stride or max(1, window // 2)
     rows = []
+    columns = np.asarray(per_doc, dtype=np.float64).reshape(-1, 3)  # [documents, (ll, tokens, bytes)]
     for metric in LM_METRICS:
-        se = M.bootstrap_stderr(lambda s, m=metric: lm_metrics(s)[m], per_doc, iters=bootstrap_iters, seed=seed)
+        se = M.bootstrap_sums_stderr(columns, lambda sums, m=metric: lm_metrics([tuple(sums)])[m],
+                                     iters=bootstrap_iters, seed=seed)
         rows.append({"task": f"lm/{spec.name}", "kind": "language_modelling", "source": spec.name,
                      "metric": metric, "value": values[metric], "stderr": se,
                      "stderr_method": f"bootstrap({bootstrap_iters}) over documents",

@@ -60,3 +60,35 @@ def test_bleu_is_sacrebleu_and_rouge_is_rouge_score():
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     assert M.rouge(preds[0], refs[0], "rougeL") == pytest.approx(100 * scorer.score(refs[0], preds[0])["rougeL"].fmeasure)
     assert M.rouge("x y", ["a b", "x y"], "rouge1") == pytest.approx(100.0)
+
+
+def test_vectorized_bootstrap_equals_the_item_bootstrap():
+    rng = np.random.default_rng(1)
+    docs = [(-float(rng.uniform(10, 100)), int(rng.integers(5, 50)), int(rng.integers(20, 200))) for _ in range(30)]
+    ratio = lambda sample: -sum(d[0] for d in sample) / sum(d[2] for d in sample)  # noqa: E731
+    slow = M.bootstrap_stderr(ratio, docs, iters=200, seed=5)
+    fast = M.bootstrap_sums_stderr(np.array(docs), lambda s: -s[0] / s[2], iters=200, seed=5)
+    assert fast > 0 and fast == pytest.approx(slow, rel=1e-9)  # same seed, same resamples
+
+
+def test_bleu_with_stderr_is_sacrebleu_and_a_bootstrap():
+    import sacrebleu
+
+    preds = ["the cat sat on the mat", "a dog ran in the park today", "to be or not", "who is there"]
+    refs = ["the cat sat on a mat", "the dog ran in the park", "to be or not to be", "who is there"]
+    value, se = M.bleu_with_stderr(preds, refs, iters=100)
+    assert value == pytest.approx(sacrebleu.corpus_bleu(preds, [refs]).score)
+    slow = M.bootstrap_stderr(lambda s: M.corpus_bleu([p for p, _ in s], [r for _, r in s]),
+                              list(zip(preds, refs)), iters=100)
+    assert se > 0 and se == pytest.approx(slow, rel=1e-9)
+
+
+def test_confusion_report_and_its_bootstrap_equal_the_pairwise_ones():
+    rng = np.random.default_rng(2)
+    labels = ["a", "b", "c"]
+    pairs = [(labels[rng.integers(3)], labels[rng.integers(3)]) for _ in range(40)]
+    columns = M.confusion_columns(pairs, labels)
+    assert M.confusion_report(columns.sum(0), labels) == pytest.approx(M.classification_report(pairs, labels))
+    slow = M.bootstrap_stderr(lambda s: M.classification_report(s, labels)["macro_f1"], pairs, iters=100, seed=9)
+    fast = M.bootstrap_sums_stderr(columns, lambda s: M.confusion_report(s, labels)["macro_f1"], iters=100, seed=9)
+    assert fast > 0 and fast == pytest.approx(slow, rel=1e-9)
