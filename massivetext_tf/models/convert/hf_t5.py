@@ -153,7 +153,8 @@ def read_safetensors(path):
     try:
         tensors = safetensors.deserialize(data)
     except Exception as e:  # the Rust parser raises its own error types
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e}).") from None
+        reason = " ".join(str(e).split())  # one line
+        raise CheckpointError(f"{path}: not a readable safetensors file ({reason}).") from None
     out = {}
     for name, tensor in tensors:
         dtype = _DTYPES.get(tensor["dtype"])
@@ -180,7 +181,8 @@ def read_hf_state_dict(directory):
     index = os.path.join(directory, "model.safetensors.index.json")
     single = os.path.join(directory, "model.safetensors")
     if gfile.exists(index):
-        weight_map = io.read_json(index).get("weight_map")
+        index_json = io.read_json(index)
+        weight_map = index_json.get("weight_map") if isinstance(index_json, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{index}: no `weight_map` of tensor names to shard files.")
         state = {}
