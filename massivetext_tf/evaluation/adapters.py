@@ -417,6 +417,12 @@ def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="fl
     gfile = _gfile()
     if not gfile.exists(path):
         raise ModelLoadError(f"--model {path}: does not exist")
+    if gfile.isdir(path) and not is_saved_model(path) and not gfile.exists(_join(path, "config.json")):
+        # saved_models/NAME given without a version: the highest version, as TF Serving serves
+        versions = sorted((int(v.strip("/")) for v in gfile.listdir(path) if v.strip("/").isdigit()
+                           and is_saved_model(_join(path, v.strip("/")))), reverse=True)
+        if versions:
+            path = _join(path, str(versions[0]))
     if is_saved_model(path):
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the SentencePiece kernels)

@@ -27,7 +27,7 @@ def _by_metric(rows):
 def test_multiple_choice_four_normalizations(tmp_path, adapter, decoder):
     expected = {"accuracy": [], "accuracy_per_token": [], "accuracy_per_byte": [], "accuracy_unconditional": []}
     items = []
-    for i, context in enumerate(CONTEXTS):
+    for i, context in enumerate(CONTEXTS[:4]):
         prompt = f"Q: {context}\nA:"
         ll = np.array([_direct(adapter, decoder, prompt, " " + c)[0] for c in CHOICES])
         ntok = np.array([len(adapter.encode_pair(prompt, " " + c)[1]) for c in CHOICES])
@@ -44,7 +44,7 @@ def test_multiple_choice_four_normalizations(tmp_path, adapter, decoder):
     for metric, values in expected.items():
         assert rows[metric]["value"] == pytest.approx(M.mean(values)), metric
         assert rows[metric]["stderr"] == pytest.approx(M.mean_stderr(values)), metric
-        assert rows[metric]["num_items"] == rows[metric]["num_scored"] == len(CONTEXTS)
+        assert rows[metric]["num_items"] == rows[metric]["num_scored"] == 4
         assert rows[metric]["stderr_method"] == "analytic"
 
 
