@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate models the way Gopher was judged: bits per byte per source, and tasks from YAML.
+r"""Evaluate models the way Gopher was judged: bits per byte per source, and tasks from YAML.
 
 Examples:
   python tools/evaluate.py --model runs/tiny/preset --source wiki='raw/wiki/*.jsonl' \
