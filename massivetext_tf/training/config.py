@@ -375,6 +375,20 @@ UNSAFE_FIELDS = (
 )
 
 
+_PATH_FIELDS = ("data.dir", "model.init_from", "task.train_file", "task.eval_file",
+                "task.tokenizer")
+
+
+def _norm_path(path: str) -> str:
+    import os
+    import posixpath
+
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.normpath(path)
+
+
 def is_unsafe_field(key: str) -> bool:
     return any(key == f or (f.endswith(".") and key.startswith(f)) for f in UNSAFE_FIELDS)
 
@@ -394,8 +408,11 @@ def compare_configs(old: "ExperimentConfig", new: "ExperimentConfig"):
     """-> (unsafe, safe): lists of `(field, old value, new value)` that differ, the dotted
     field names sorted (model.overrides are compared per key). `model_dir` is not compared."""
     a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
-    a.pop("model_dir", None)
-    b.pop("model_dir", None)
+    for flat in (a, b):
+        flat.pop("model_dir", None)
+        for key in _PATH_FIELDS:  # data/ and data/./ are the same directory
+            if isinstance(flat.get(key), str) and flat[key]:
+                flat[key] = _norm_path(flat[key])
     _missing = "<unset>"
     diffs = [(k, a.get(k, _missing), b.get(k, _missing)) for k in sorted(set(a) | set(b))
              if a.get(k, _missing) != b.get(k, _missing)]

@@ -8,6 +8,8 @@ function returns batches of the *per-replica* size
 """
 from __future__ import annotations
 
+import re
+
 import tensorflow as tf
 
 SYNTHETIC = "synthetic"
@@ -292,6 +294,7 @@ def explain_data_error(e: Exception, cfg, field: str, *, step=None, checkpoint=N
     d = cfg.data
     fix = _VERIFY_HINT.format(dir=d.dir) + " and re-run tools/prepare_data.py for bad shards"
     where = ""
+    step = step() if callable(step) else step
     if step is not None:
         where = (f" (training stopped at step {step}; the checkpoint {checkpoint} is intact and"
                  " a rerun resumes from it)" if checkpoint else
@@ -305,8 +308,13 @@ def explain_data_error(e: Exception, cfg, field: str, *, step=None, checkpoint=N
     if not isinstance(e, tf.errors.OpError):
         return None
     if "Corrupt or truncated shard" in msg:
-        return DataError(f"{field}: {_tensor_text(msg, 'Corrupt or truncated shard')}; {fix}"
-                         f"{where}")
+        text = _tensor_text(msg, "Corrupt or truncated shard")
+        m = re.search(r"shard\W*\[([^\]]+)\]\W*\[read\]\W*\[(\d+)\]\W*\[records but the "
+                      r"manifest records\]\W*\[(\d+)\]", text)
+        if m:  # the pipeline's tf.debugging.Assert, printed as [a] [b] ...
+            text = (f"{m.group(1)}: corrupt or truncated shard (read {m.group(2)} records, "
+                    f"the manifest records {m.group(3)})")
+        return DataError(f"{field}: {text}; {fix}{where}")
     if isinstance(e, (tf.errors.NotFoundError, tf.errors.DataLossError)) or (
             "corrupted record" in msg):
         first = " ".join(msg.splitlines()[0].split()) if msg else type(e).__name__

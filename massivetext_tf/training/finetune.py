@@ -36,8 +36,21 @@ def read_jsonl(path: str) -> list[dict]:
         raise ValueError("task.train_file: required for classification / seq2seq")
     if not tf.io.gfile.exists(path):
         raise ValueError(f"task file not found: {path}")
+    rows = []
     with tf.io.gfile.GFile(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {line.strip()[:80]}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no examples (empty file)")
+    return rows
 
 
 def _processor(cfg, model):

@@ -633,8 +633,9 @@ class Trainer:
             while step < rt.train_steps:
                 n = self._next_boundary(step) - step
                 t0 = time.perf_counter()
-                with data_lib.explained_data_errors(cfg, "data.train_split", step=step,
-                                                    checkpoint=self.checkpointer.latest):
+                with data_lib.explained_data_errors(
+                        cfg, "data.train_split", step=lambda: int(self.step.numpy()),
+                        checkpoint=self.checkpointer.latest):
                     out = self.train_steps(n)
                 dt = time.perf_counter() - t0
                 step = int(self.step.numpy())

@@ -349,7 +349,7 @@ def test_data_errors_exit_2_with_one_line_naming_the_file(tmp_path, shards, faul
         for i in range(len(blob) // 2, len(blob) // 2 + 64):
             blob[i] ^= 0xFF
         shard.write_bytes(bytes(blob))
-        needles = [str(shard), "Corrupt or truncated shard", "--verify"]
+        needles = [f"{shard}: corrupt or truncated shard (read", "--verify"]
     elif fault == "missing":
         shard.unlink()
         needles = [str(shard), "missing", "--verify"]
