@@ -27,6 +27,7 @@ plus `targets`); their `forward` takes keras-hub's four `encoder_*`/`decoder_*` 
 import json
 import math
 import os
+import re
 import tempfile
 
 import tensorflow as tf
@@ -652,6 +653,23 @@ def _jsonable(config):
     return json.loads(json.dumps(config, default=str))
 
 
+# Local scratch directories of an export are named after the process, so that the next export
+# can remove those of a killed one (`serving.remove_export_leftovers`).
+LOCAL_TMP_PREFIX = "massivetext-export-"
+_LOCAL_TMP_RE = re.compile(r"^massivetext-export-(\d+)-")
+
+
+def local_tmp_dir():
+    """A `tempfile.TemporaryDirectory` named `massivetext-export-PID-*`."""
+    return tempfile.TemporaryDirectory(prefix=f"{LOCAL_TMP_PREFIX}{os.getpid()}-")
+
+
+def local_tmp_owner(name):
+    """The process id in a `local_tmp_dir` name, or None for other names."""
+    match = _LOCAL_TMP_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
 def save_serving_module(module, export_dir):
     """Write `module` (from `build_serving_module`) as a SavedModel into `export_dir`
     (must not exist yet or be empty), with the tokenizer as an asset and an export summary
@@ -661,7 +679,7 @@ def save_serving_module(module, export_dir):
     signatures = module.signatures
     # Neither is a trackable; keep them off the saved object graph.
     del module.tokenizer_proto, module.export_info, module.signatures
-    with tempfile.TemporaryDirectory() as tmp:
+    with local_tmp_dir() as tmp:
         local = os.path.join(tmp, "tokenizer.model")
         with open(local, "wb") as f:
             f.write(proto)

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import socket
+import tempfile
 import time
 import uuid
 
@@ -182,9 +183,20 @@ def _running_here(name, pattern, with_host):
 
 def remove_export_leftovers(base_dir, name):
     """Remove what killed exports of model `name` left behind: `base_dir/name/.tmp-*`
-    directories and `base_dir/models.config*.tmp-*` files, except those of a process still
-    running on this host. Returns the removed paths."""
+    directories, `base_dir/models.config*.tmp-*` files and the local scratch directories
+    (`$TMPDIR/massivetext-export-PID-*`) of dead export processes, except those of a process
+    still running on this host. Returns the removed paths."""
+    from massivetext_tf.export import saved_model as sm
+
     removed = []
+    scratch = tempfile.gettempdir()
+    for entry in tf.io.gfile.listdir(scratch):
+        entry = _strip(entry)
+        pid = sm.local_tmp_owner(entry)
+        path = os.path.join(scratch, entry)
+        if pid is not None and not _pid_alive(pid) and tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+            removed.append(path)
     model_dir = tf.io.gfile.join(base_dir, name)
     if _is_dir(model_dir):
         for entry in tf.io.gfile.listdir(model_dir):

@@ -10,6 +10,12 @@ Signatures (all tensors static-shaped; `L` = max length, `C` = cache shape
 * `decode(token_id int32 [1, 1], index int32 [], cache float32 C)` -> `logits [1, vocab]`,
   `cache C`: writes `token_id` at position `index` and returns the logits of position
   `index + 1`.
+
+Every shape is static, so no input sizes an allocation. Positions out of range fail instead of
+returning plausible logits: `prefill` with `length` outside `[1, L]` and `decode` with `index`
+outside `[0, L)` stop with the interpreter's "gather index out of bounds" error (a negative
+`index`, which the cache write would clamp to 0, is mapped to `L` first), and
+`LiteRTGenerator` checks both on the host with a readable `ValueError`.
 * `forward(token_ids int32 [1, L], padding_mask int32 [1, L])` -> `logits [1, L, vocab]`.
 
 Greedy decoding: `prefill` once, then `decode(argmax, length, cache)`,
@@ -22,7 +28,6 @@ GATHER_ND / GATHER and the cache write (`XlaDynamicUpdateSlice`) to DYNAMIC_UPDA
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -71,6 +76,9 @@ def build_lite_module(task, max_length):
         ]
     )
     def decode(token_id, index, cache):
+        # DYNAMIC_UPDATE_SLICE clamps a negative index to 0 (a silently wrong answer); L makes
+        # the relative-position gather fail, as every index >= L does.
+        index = tf.where(index < 0, L, index)
         logits, cache = step(token_id, cache, index)
         return {"logits": logits[:, 0, :], "cache": cache}
 
@@ -109,14 +117,14 @@ def export_tflite(task, out_dir, name, *, tokenizer, max_length, quantize=None, 
 
     Returns `{"float32.tflite": path, ["int8.tflite": path,] "json": path, "tokenizer": path}`.
     """
-    from massivetext_tf.export.saved_model import model_kind
+    from massivetext_tf.export.saved_model import local_tmp_dir, model_kind
 
     if model_kind(task) != "decoder_only":
         raise ValueError("LiteRT export supports decoder-only models (GopherCausalLM) for now.")
     tf.io.gfile.makedirs(out_dir)
     module = build_lite_module(task, max_length)
     files = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with local_tmp_dir() as tmp:
         signatures = {"prefill": module.prefill, "decode": module.decode, "forward": module.forward}
         tf.saved_model.save(module, tmp, signatures=signatures)
         variants = [("float32", None)] + ([("int8", "int8")] if quantize else [])
@@ -174,12 +182,21 @@ class LiteRTGenerator:
         self.max_length = int(details["shape"][1])
 
     def prefill(self, prompt_ids):
+        if not 1 <= len(prompt_ids) <= self.max_length:
+            raise ValueError(
+                f"prefill: the prompt has {len(prompt_ids)} tokens; this LiteRT file takes 1 to "
+                f"{self.max_length} (its static length)"
+            )
         ids = np.zeros([1, self.max_length], np.int32)
         ids[0, : len(prompt_ids)] = prompt_ids
         out = self.prefill_runner(token_ids=ids, length=np.array(len(prompt_ids), np.int32))
         return out["logits"], out["cache"]
 
     def decode(self, token_id, index, cache):
+        if not 0 <= index < self.max_length:
+            raise ValueError(
+                f"decode: index {index} is outside [0, {self.max_length}) (the file's static length)"
+            )
         out = self.decode_runner(
             token_id=np.array([[token_id]], np.int32), index=np.array(index, np.int32), cache=cache
         )
