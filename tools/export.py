@@ -56,6 +56,7 @@ def main(argv=None):
             p.error("--preset needs --tokenizer SPM_MODEL")
         if args.quantize and not args.tflite:
             p.error("--quantize int8 applies to the TFLite files; add --tflite")
+        serving.check_models_config(args.base_dir)  # before minutes of loading and tracing
         task = serving.load_task(args.model, preset=args.preset, tokenizer=args.tokenizer)
         result = serving.export_model(
             task,

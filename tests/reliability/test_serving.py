@@ -295,13 +295,23 @@ def _run_export(*args, **popen):
     return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(REPO), timeout=600)
 
 
-def test_cli_refuses_a_huge_max_length_in_one_line(spm_model, tmp_path):
+def test_cli_bad_input_exits_2_in_one_line(spm_model, tmp_path):
     base = str(tmp_path / "saved_models")
-    proc = _run_export("--preset", "gopher_tiny", "--tokenizer", spm_model, "--name", "tiny",
-                       "--base-dir", base, "--max-length", str(2**31 - 1))
+    common = ["--preset", "gopher_tiny", "--tokenizer", spm_model, "--name", "tiny", "--base-dir", base]
+    proc = _run_export(*common, "--max-length", str(2**31 - 1))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("export: error: --max-length 2147483647")
     assert not os.path.exists(base)
+
+    os.makedirs(base)
+    broken = 'model_config_list {\n  config { name: "a" base_path: @ }\n}\n'
+    open(os.path.join(base, "models.config"), "w").write(broken)
+    proc = _run_export(*common)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"export: error: {os.path.join(base, 'models.config')}: line 2:"), last
+    assert open(os.path.join(base, "models.config")).read() == broken
+    assert os.listdir(base) == ["models.config"]
 
 
 # ---------------------------------------------------------------------------------------
