@@ -160,6 +160,10 @@ def is_chief(strategy) -> bool:
 
 def restore_model_weights(model, path: str) -> str:
     """Loads only the model's weights from a training checkpoint (a dir or a prefix)."""
+    if not tf.io.gfile.exists(path) and not tf.io.gfile.exists(f"{path}.index"):
+        raise ValueError(f"model.init_from: {path} does not exist; expected a training "
+                         "checkpoint (MODEL_DIR, MODEL_DIR/checkpoints or a ckpt-N prefix) or a "
+                         "preset directory (MODEL_DIR/preset)")
     if tf.io.gfile.isdir(path):
         for sub in (f"{path}/checkpoints", path):
             latest = tf.train.latest_checkpoint(sub)

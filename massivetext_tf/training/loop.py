@@ -662,12 +662,12 @@ class Trainer:
                     raise self._nonfinite(
                         f"{self._nonfinite_run} non-finite steps in a row up to step {step} "
                         f"(runtime.max_consecutive_nonfinite={rt.max_consecutive_nonfinite}): "
-                        "skipping cannot recover, the weights themselves are bad",
+                        "skipping cannot recover from this",
                         bad_step=step - self._nonfinite_run + 1)
                 if not self.variables_finite():
                     raise self._nonfinite(
                         f"the weights became non-finite between step {step - out.steps_done} "
-                        f"and step {step} although the losses were finite",
+                        f"and step {step}",
                         bad_step=step - out.steps_done + 1)
                 elapsed = time.perf_counter() - window_start
                 tps = window_steps * tokens_per_step / max(elapsed, 1e-9)

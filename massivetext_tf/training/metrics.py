@@ -182,7 +182,7 @@ def _py(v):
 def _append_line(path: str, line: str) -> None:
     # GFile has no append mode on every filesystem (gs://); local paths append directly.
     if "://" not in path:
-        with open(path, "a") as f:
+        with tf.io.gfile.GFile(path, "a") as f:
             f.write(line + "\n")
         return
     old = ""

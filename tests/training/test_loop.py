@@ -95,6 +95,20 @@ def test_nonfinite_skip_drops_the_step_and_goes_on(tiny):
     assert [l.get("skipped_steps") for l in lines if "learning_rate" in l] == [None, 1, None]
 
 
+def test_nonfinite_weights_never_reach_a_checkpoint_even_in_skip_mode(tiny):
+    cfg = tiny(runtime={"train_steps": 8, "on_nonfinite": "skip", "steps_per_loop": 2,
+                        "checkpoint_every": 4, "eval_steps": 1})
+    t = make(cfg)
+    t.train_steps(2)
+    v = t.model.trainable_variables[0]
+    v.assign(v * np.nan)  # as if an update had overflowed: skipping steps cannot fix this
+    with pytest.raises(NonFiniteError, match=r"weights became non-finite between step 2 and "
+                                             r"step 4.*no good checkpoint") as info:
+        t.fit()
+    assert info.value.checkpoint is None and info.value.good_step == 0
+    assert t.checkpointer.checkpoints == []  # the step-4 boundary saved nothing
+
+
 def test_restore_falls_back_when_the_latest_checkpoint_is_corrupt(tiny):
     cfg = tiny(runtime={"train_steps": 8, "checkpoint_every": 4, "keep_checkpoints": 3})
     t = make(cfg)
