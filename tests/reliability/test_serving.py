@@ -56,6 +56,14 @@ def exports(task, spm_model, tmp_path_factory):
     return {"decoder_only": decoder, "encoder_decoder": seq2seq, "base_dir": base}
 
 
+@pytest.fixture(scope="module")
+def decoder(exports):
+    """The decoder-only export, loaded in this process, and its export summary."""
+    path = exports["decoder_only"]["saved_model"]
+    info = json.load(open(os.path.join(path, "assets.extra", "massivetext_export.json")))
+    return tf.saved_model.load(path), info
+
+
 # ---------------------------------------------------------------------------------------
 # 13. Size-like inputs are checked before anything is allocated from them
 # ---------------------------------------------------------------------------------------
@@ -214,12 +222,9 @@ def test_size_like_inputs_fail_fast_without_memory(exports, kind):
     assert results["generate top_k=2**31-1"]["token_ids"] == reference
 
 
-def test_batch_cap_is_enforced_in_the_graph(exports):
-    info = json.load(
-        open(os.path.join(exports["decoder_only"]["saved_model"], "assets.extra", "massivetext_export.json"))
-    )
+def test_batch_cap_is_enforced_in_the_graph(exports, decoder):
+    loaded, info = decoder
     assert info["max_batch_size"] == CAP == exports["decoder_only"]["max_batch_size"]
-    loaded = tf.saved_model.load(exports["decoder_only"]["saved_model"])
     texts = ["To be, or not to be"] * CAP
     assert loaded.generate(tf.constant(texts), max_new_tokens=tf.constant(2))["token_ids"].shape == (CAP, 2)
     assert loaded.signatures["score"](texts=tf.constant(texts))["num_tokens"].shape == (CAP,)
@@ -235,16 +240,13 @@ def test_batch_cap_is_enforced_in_the_graph(exports):
         loaded.signatures["forward"](token_ids=ids, padding_mask=tf.ones_like(ids))
 
 
-def test_cutting_a_huge_prompt_keeps_the_context_tokens(task, exports, spm_model):
+def test_cutting_a_huge_prompt_keeps_the_context_tokens(task, decoder, spm_model):
     """A prompt far longer than the context is cut to its last `max_text_chars` characters
     before tokenization; the tokens the context keeps are the same as without the cut."""
-    info = json.load(
-        open(os.path.join(exports["decoder_only"]["saved_model"], "assets.extra", "massivetext_export.json"))
-    )
+    loaded, info = decoder
     line = "Now is the winter of our discontent made glorious summer by this sun of York; "
     text = line * (3 * info["max_text_chars"] // len(line))
     assert len(text) > 2 * info["max_text_chars"]
-    loaded = tf.saved_model.load(exports["decoder_only"]["saved_model"])
     new = 5
     out = loaded.generate(tf.constant([text]), max_new_tokens=tf.constant(new))
     kept = encode(spm_model, text)[-(info["max_length"] - new - 1):]
