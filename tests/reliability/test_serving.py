@@ -385,6 +385,33 @@ def test_models_config_merge_keeps_other_entries_and_settings(tmp_path):
     assert open(path).read() == text and open(path + ".bak").read() == OPERATOR_CONFIG
 
 
+def test_models_config_merge_handles_the_whole_text_format(tmp_path):
+    """`:` before messages, `< >` braces, `;` and `,` separators, lists, single quotes, escaped
+    quotes, `#` inside strings, adjacent strings and comments with braces: all kept as written."""
+    from massivetext_tf.export import serving
+
+    other = """  config: <
+    name: 'odd "one"'; base_path: "/srv/a#b/\\"c\\"" "/tail",
+    model_platform: "tensorflow"
+    model_version_policy: { specific: { versions: [1, 2, 3] } }
+    version_labels: [{ key: "stable" value: 1 }, { key: "canary", value: 2 }]
+  >
+"""
+    original = (
+        "model_config_list: {\n  # a comment with braces } { and \"quotes\"\n" + other
+        + '  config { name: "tiny" base_path: "/old" model_platform: "tensorflow" }  # trailing\n}'
+    )
+    (tmp_path / "models.config").write_text(original)
+    _fake_version(str(tmp_path), "tiny")
+    result = serving.sync_models_config(str(tmp_path), "tiny")
+    merged = (tmp_path / "models.config").read_text()
+    assert result["checked"] and other in merged
+    assert merged == original.replace('"/old"', f'"{tmp_path / "tiny"}"')
+    entry = _proto(merged)['odd "one"']
+    assert entry.base_path == '/srv/a#b/"c"/tail' and list(entry.model_version_policy.specific.versions) == [1, 2, 3]
+    assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
