@@ -86,6 +86,9 @@ def main(argv=None):
           + (f"  (previous: {result['models_config_backup']})" if result["models_config_backup"] else ""))
     for change in result["models_config_changes"]:
         print(f"  {change}")
+    if not result["models_config_checked"]:
+        print("  note: the previous models.config is not a valid ModelServerConfig for this "
+              "protobuf definition (fields of a newer TF Serving?); merged as text, unchecked")
     print(json.dumps(result, sort_keys=True))
     return 0
 

@@ -567,5 +567,6 @@ def export_model(
     result["models_config"] = _absolute(merged["path"])
     result["models_config_backup"] = _absolute(merged["backup"]) if merged["backup"] else None
     result["models_config_changes"] = merged["changes"]
+    result["models_config_checked"] = merged["checked"]
     result["seconds"] = round(time.time() - start, 1)
     return result

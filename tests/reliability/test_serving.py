@@ -412,6 +412,18 @@ def test_models_config_merge_handles_the_whole_text_format(tmp_path):
     assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
 
 
+def test_models_config_fields_of_a_newer_server_are_kept(tmp_path):
+    from massivetext_tf.export import serving
+
+    original = 'model_config_list {\n  config {\n    name: "other"\n    future_field { x: 1 }\n  }\n}\n'
+    (tmp_path / "models.config").write_text(original)
+    _fake_version(str(tmp_path), "tiny")
+    result = serving.sync_models_config(str(tmp_path), "tiny")
+    merged = (tmp_path / "models.config").read_text()
+    assert merged.startswith(original[: -len("}\n")]) and 'name: "tiny"' in merged
+    assert result["checked"] is False  # unknown to this ModelServerConfig: merged as text
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
