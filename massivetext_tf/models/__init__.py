@@ -142,7 +142,8 @@ def kind(model_or_preset_dir) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     if issubclass(cls, (EncoderDecoderBackbone, keras_hub.models.Seq2SeqLM)) or (
             issubclass(cls, keras_hub.models.Backbone) and "Encoder" in cls.__name__
-            and "Decoder" in cls.__name__) or issubclass(cls, keras_hub.models.T5Backbone):
+            and "Decoder" in cls.__name__) or issubclass(
+            cls, getattr(keras_hub.models, "T5Backbone", ())):
         return "encoder_decoder"
     if issubclass(cls, (keras_hub.models.CausalLM, keras_hub.models.Backbone)):
         return "decoder_only"

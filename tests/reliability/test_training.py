@@ -3,13 +3,17 @@ real `trainers/pretrain.py` subprocesses on tiny configs, real files and real si
 
 | fault or bad input                                        | test                                      |
 |-----------------------------------------------------------|-------------------------------------------|
-| NaN / inf / out-of-range float hyperparameters            | test_nan_and_inf_hyperparameters_...      |
+| NaN / inf float hyperparameters (YAML, --set, code)        | test_nan_and_inf_hyperparameters_...      |
+| --set optimizer.peak_lr=nan on the command line           | test_nan_learning_rate_on_the_command_... |
 | a learning rate that blows the weights up (stop)          | test_blowup_saves_no_bad_state_and_...    |
 | the same with on_nonfinite=skip                           | test_skip_mode_never_saves_a_nan_model    |
 | reused --model-dir with unsafe / safe config changes      | test_reused_model_dir_...                 |
 | SIGKILL after a checkpoint, later steps logged, resume    | test_sigkill_then_resume_logs_each_...    |
 | continued training from MODEL_DIR/preset, both kinds      | test_continued_training_from_a_saved_...  |
-| truncated / corrupt / missing shard, split without shards | test_data_errors_exit_2_with_one_line...  |
+| loading a saved preset in a fresh interpreter             | test_models_load_in_a_fresh_process_...   |
+| truncated / corrupt / missing shard, no split, no manifest | test_data_errors_exit_2_with_one_line...  |
+(tests/training/test_loop.py::test_nonfinite_weights_never_reach_a_checkpoint_even_in_skip_mode
+covers weights that turn NaN between checkpoints, in process.)
 """
 import json
 import os
@@ -30,6 +34,7 @@ from training_helpers import tiny_config, write_tiny_shards  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PRETRAIN = REPO / "trainers" / "pretrain.py"
+FINETUNE = REPO / "trainers" / "finetune.py"
 
 
 def write_config(path, **sections):
@@ -39,8 +44,8 @@ def write_config(path, **sections):
     return str(path)
 
 
-def pretrain(config, model_dir, *args, timeout=300, wait=True):
-    cmd = [sys.executable, str(PRETRAIN), "--config", config, "--model-dir", str(model_dir),
+def pretrain(config, model_dir, *args, timeout=300, wait=True, script=PRETRAIN):
+    cmd = [sys.executable, str(script), "--config", config, "--model-dir", str(model_dir),
            *args]
     if not wait:
         return subprocess.Popen(cmd, env=subprocess_env(REPO), stdout=subprocess.PIPE,
@@ -289,11 +294,16 @@ def test_continued_training_from_a_saved_preset_in_a_fresh_process(tmp_path, kin
     assert first.returncode == 0, first.stderr[-4000:]
     first_eval = last_json(first)["eval_loss"]
     # A fresh process continues from the preset; with a learning rate of ~0 its eval loss is
-    # the first run's (4 steps at 3e-3 moved it by far more than the tolerance).
-    proc = pretrain(config, tmp_path / "second", "--set",
-                    f"model.init_from={tmp_path / 'first' / 'preset'}",
+    # the first run's (4 steps at 3e-3 moved it by far more than the tolerance). The decoder
+    # goes through pretrain.py --set model.init_from, the encoder-decoder through
+    # finetune.py --init-from (continued pretraining, task.type lm).
+    preset = str(tmp_path / "first" / "preset")
+    how = (["--set", f"model.init_from={preset}"] if kind == "decoder_only"
+           else ["--init-from", preset])
+    proc = pretrain(config, tmp_path / "second", *how,
                     "--set", "optimizer.peak_lr=1e-12", "--set", "optimizer.init_lr=0",
-                    "--set", "optimizer.weight_decay=0")
+                    "--set", "optimizer.weight_decay=0",
+                    script=PRETRAIN if kind == "decoder_only" else FINETUNE)
     assert proc.returncode == 0, proc.stderr[-4000:]
     second = last_json(proc)
     assert second["status"] == "completed" and second["step"] == 4
