@@ -51,3 +51,20 @@ def test_unknown_yaml_field_is_named(tmp_path):
         C.load_config(str(path))
     with pytest.raises(ValueError, match="--config: no such file"):
         C.load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_compare_configs_splits_unsafe_from_safe_changes():
+    base = C.load_config(str(REPO / "trainers/configs/gopher_tiny.yaml"))
+    new = C.load_config(str(REPO / "trainers/configs/gopher_tiny.yaml"), overrides=[
+        "optimizer.peak_lr=1e-4", "runtime.train_steps=500", "runtime.log_every=5",
+        "data.global_batch_size=16", "model.overrides.num_layers=3", "data.dir=data/x/",
+        "runtime.mixed_precision=bfloat16"])
+    unsafe, safe = C.compare_configs(base, new)
+    assert [k for k, _, _ in unsafe] == ["data.dir", "data.global_batch_size",
+                                         "model.overrides.num_layers", "runtime.mixed_precision"]
+    assert [k for k, _, _ in safe] == ["optimizer.peak_lr", "runtime.log_every",
+                                       "runtime.train_steps"]
+    same = C.load_config(str(REPO / "trainers/configs/gopher_tiny.yaml"),
+                         overrides=["data.dir=./synthetic"])
+    assert C.compare_configs(base, same) == ([], [])  # the same path spelled differently
+    assert "optimizer.peak_lr 0.001 -> 0.0001" in C.describe_changes(safe)
