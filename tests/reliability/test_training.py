@@ -145,6 +145,7 @@ BLOWUP = {"optimizer": {"peak_lr": 1e30, "warmup_steps": 0},
                       "checkpoint_every": 1, "eval_steps": 1, "save_preset": True}}
 
 
+@pytest.mark.slow  # two or three training subprocesses, > 20 s
 def test_blowup_saves_no_bad_state_and_the_advice_works(tmp_path):
     config = write_config(tmp_path / "c.yaml", **BLOWUP)
     run = tmp_path / "run"
@@ -201,6 +202,7 @@ def _snapshot(root):
             for p in pathlib.Path(root).rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow  # two or three training subprocesses, > 20 s
 def test_reused_model_dir_refuses_unsafe_changes_and_records_safe_ones(tmp_path):
     config = write_config(tmp_path / "c.yaml", runtime={"train_steps": 4, "steps_per_loop": 2,
                                                         "log_every": 2, "checkpoint_every": 2})
@@ -233,6 +235,7 @@ def test_reused_model_dir_refuses_unsafe_changes_and_records_safe_ones(tmp_path)
 
 # ------------------------------------------------------------------------------- requirement 10
 
+@pytest.mark.slow  # two or three training subprocesses, > 20 s
 def test_sigkill_then_resume_logs_each_step_once(tmp_path):
     import tensorflow as tf
 
