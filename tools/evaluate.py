@@ -41,6 +41,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward/generate call")
     p.add_argument("--max-length", type=int, help="window in tokens (default: the model's context)")
     p.add_argument("--stride", type=int, help="sliding-window stride (default: half the window)")
+    p.add_argument("--rolling-windows", choices=("stride", "lm-eval"), default="stride",
+                   help="bits per byte windows: 'stride' (default: --stride apart, docs/evaluation.md) or "
+                        "'lm-eval' (lm-evaluation-harness's loglikelihood_rolling, one token of context)")
     p.add_argument("--dtype", default="float32",
                    help="dtype policy of preset models (default float32; e.g. bfloat16)")
     p.add_argument("--bootstrap-iters", type=int, default=1000, help="bootstrap resamples for stderr")
@@ -94,14 +97,16 @@ def main(argv=None):
                 print(f"[{adapter.info['name']}] source {spec.name}", file=sys.stderr)
                 rows += runner.evaluate_source(adapter, spec, stride=args.stride,
                                                bootstrap_iters=args.bootstrap_iters,
-                                               log=lambda m: print(m, file=sys.stderr))
+                                               log=lambda m: print(m, file=sys.stderr),
+                                               windows=args.rolling_windows)
             runs.append((adapter.info, rows))
     except (ValueError, ReadError, FileNotFoundError) as e:  # TaskError, ModelLoadError, bad flags
         return bad(str(e).splitlines()[0] if str(e) else type(e).__name__)
     protocol = {"tasks": {t.name: {"path": t.path, "kind": t.kind, "num_fewshot": t.config["num_fewshot"],
                                    "seed": t.config["seed"], "items": len(t.items)} for t in tasks},
                 "sources": {s.name: s.patterns for s in specs}, "dtype": args.dtype,
-                "bootstrap_iters": args.bootstrap_iters, "stride": args.stride, "max_length": args.max_length}
+                "bootstrap_iters": args.bootstrap_iters, "stride": args.stride, "max_length": args.max_length,
+                "rolling_windows": args.rolling_windows}
     document = report.results_document(runs, protocol=protocol)
     if args.output:
         report.write_json(args.output, document)

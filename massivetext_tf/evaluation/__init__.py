@@ -11,8 +11,14 @@ Public entry points::
     evaluate_source(adapter, source_spec) -> [result rows]  (bits per byte, perplexity, loss)
     results_document(runs), markdown(document)
 
+With the `lm-eval` package installed (extra `[lmeval]`), importing this package registers the
+lm-evaluation-harness model `massivetext_tf` (`lm_harness.MassiveTextLM`):
+`lm_eval.simple_evaluate(model="massivetext_tf", model_args="pretrained=DIR", tasks=[...])`.
+
 See docs/evaluation.md for the protocols, normalizations, standard errors and the task schema.
 """
+import importlib.util as _importlib_util
+
 from massivetext_tf.evaluation.adapters import (
     GenerationRequest,
     GenerationResult,
@@ -26,6 +32,11 @@ from massivetext_tf.evaluation.adapters import (
 from massivetext_tf.evaluation.report import markdown, results_document
 from massivetext_tf.evaluation.runner import evaluate_source, evaluate_task
 from massivetext_tf.evaluation.tasks import KINDS, Task, TaskError, find_task, load_task
+
+if _importlib_util.find_spec("lm_eval") is not None:
+    import lm_eval.models  # noqa: F401  (lm-eval's own names first: a non-empty registry skips them)
+
+    from massivetext_tf.evaluation import lm_harness  # noqa: F401  (registers "massivetext_tf")
 
 __all__ = [
     "GenerationRequest",

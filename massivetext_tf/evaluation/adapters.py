@@ -42,6 +42,31 @@ DEFAULT_BATCH_SIZE = 8
 EXPORT_INFO = "assets.extra/massivetext_export.json"
 
 
+ROLLING_WINDOWS = ("stride", "lm-eval")
+
+
+def lm_eval_plan(num_tokens, window):
+    """`[(start, first_scored, end)]` (as `window_plan`) of lm-evaluation-harness's rolling
+    log-likelihood over `num_tokens` tokens, `<s>` included: `lm_eval.utils.
+    get_rolling_token_windows(tokens, <s>, max_seq_len=window, context_len=1)` made disjoint
+    (`make_disjoint_window`), as its HuggingFace model runs them. The first window feeds up
+    to `window` tokens and scores them all; each later one scores the next `window` tokens
+    (fewer at the end) after the `window` tokens before its last one, so the final window
+    has the most context. Windows feed `window` tokens, one more than `window_plan`'s."""
+    if window < 1:
+        raise ValueError(f"`window` must be at least 1, got {window}.")
+    n = num_tokens - 1  # tokens to predict (the text's)
+    if n <= 0:
+        return []
+    first = min(window, n)
+    plan, predicted = [(0, 1, first + 1)], first
+    while predicted < n:
+        end = predicted + min(n - predicted, window)  # in text tokens; seq index = text index + 1
+        plan.append((end - window, predicted + 1, end + 1))
+        predicted = end
+    return plan
+
+
 class ModelLoadError(ValueError):
     """A --model path is neither a preset directory nor a SavedModel."""
 
@@ -136,9 +161,13 @@ class ModelAdapter:
         `(log_probs [len], greedy [len])` of each target."""
         import tensorflow as tf
 
-        out = []
-        for b in range(0, len(rows), self.batch_size):
-            chunk = rows[b: b + self.batch_size]
+        # Longest rows first (lm-evaluation-harness's order): a batch holds rows of similar
+        # length, so little padding and few distinct padded shapes; results in the given order.
+        order = sorted(range(len(rows)), key=lambda i: -(len(rows[i]["input"]) + len(rows[i].get("encoder", ()))))
+        out = [None] * len(rows)
+        for b in range(0, len(order), self.batch_size):
+            positions = order[b: b + self.batch_size]
+            chunk = [rows[i] for i in positions]
             length = _bucket(max(len(r["input"]) for r in chunk), self.max_length)
             ids = np.zeros([len(chunk), length], np.int32)
             targets = np.zeros_like(ids)
@@ -160,9 +189,9 @@ class ModelAdapter:
             log_probs = tf.nn.log_softmax(logits, axis=-1)
             picked = tf.gather(log_probs, tf.constant(targets), batch_dims=2).numpy()
             greedy = (tf.argmax(logits, axis=-1, output_type=tf.int32).numpy() == targets)
-            for i, r in enumerate(chunk):
+            for i, (position, r) in enumerate(zip(positions, chunk)):
                 n = len(r["targets"])
-                out.append((picked[i, :n].astype(np.float64), greedy[i, :n]))
+                out[position] = (picked[i, :n].astype(np.float64), greedy[i, :n])
         return out
 
     # ------------------------------------------------------------------ tokenization
@@ -284,26 +313,31 @@ class ModelAdapter:
         return ({"encoder": encoder, "input": [BOS_ID] + cont, "targets": labels},
                 (0, len(labels)), truncated)
 
-    def loglikelihood_rolling(self, texts, *, stride=None):
+    def loglikelihood_rolling(self, texts, *, stride=None, windows="stride"):
         """`[text] -> [RollingResult]`: every token of each text scored exactly once.
 
-        Decoder-only: `[<s>] + tokens` in windows of `max_length` starting `stride` tokens
-        apart (default half the window); each window scores only positions past the previous
-        one (`window_plan`). Encoder-decoder: consecutive chunks of `max_length - 1` tokens,
-        each scored by the decoder (`[<s>] + chunk`, `</s>` not scored) with the preceding
-        `max_length - 1` tokens as encoder input."""
-        return self.rolling_tokens([self.tokenizer.encode(t) for t in texts], stride=stride)
+        Decoder-only, `windows="stride"` (`massivetext evaluate`'s protocol): `[<s>] + tokens`
+        in windows of `max_length` tokens starting `stride` tokens apart (default half the
+        window); each window scores only positions past the previous one (`window_plan`).
+        `windows="lm-eval"`: the windows of lm-evaluation-harness's HuggingFace model
+        (`lm_eval_plan`). Encoder-decoder (either setting): consecutive chunks of
+        `max_length - 1` tokens, each scored by the decoder (`[<s>] + chunk`, `</s>` not
+        scored) with the preceding `max_length - 1` tokens as encoder input."""
+        return self.rolling_tokens([self.tokenizer.encode(t) for t in texts], stride=stride, windows=windows)
 
-    def rolling_tokens(self, token_lists, *, stride=None):
+    def rolling_tokens(self, token_lists, *, stride=None, windows="stride"):
         from massivetext_tf.models.scoring import window_plan
 
+        if windows not in ROLLING_WINDOWS:
+            raise ValueError(f"unknown rolling windows {windows!r}; known: {', '.join(ROLLING_WINDOWS)}")
         window = self.max_length
         rows, owners = [], []
         for i, tokens in enumerate(token_lists):
             if self.kind == "decoder_only":
                 seq = [BOS_ID] + list(tokens)
                 step = stride or self.stride or max(1, window // 2)
-                for start, first, end in window_plan(len(seq), window, step):
+                plan = lm_eval_plan(len(seq), window) if windows == "lm-eval" else window_plan(len(seq), window, step)
+                for start, first, end in plan:
                     piece = seq[start:end]
                     rows.append({"input": piece[:-1], "targets": piece[1:]})
                     owners.append((i, first - start - 1, end - start - 1))

@@ -70,7 +70,10 @@ def markdown(document) -> str:
         first = next(r for r in rows if r["task"] == task)
         if out:
             out.append("")
-        out.append(f"**{first['source']}** (window {first['window']}, stride {first['stride']})")
+        if first.get("windows") == "lm-eval":
+            out.append(f"**{first['source']}** (window {first['window']}, lm-eval rolling windows)")
+        else:
+            out.append(f"**{first['source']}** (window {first['window']}, stride {first['stride']})")
         out.append("")
         out.append("| metric | " + " | ".join(models) + " |")
         out.append("|---|" + "---|" * len(models))

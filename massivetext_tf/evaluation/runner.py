@@ -234,10 +234,11 @@ def lm_metrics(per_doc) -> dict:
 
 
 def evaluate_source(adapter, spec, *, stride=None, bootstrap_iters=M.DEFAULT_BOOTSTRAP_ITERS, seed=1234,
-                    chunk=256, log=None) -> list:
+                    chunk=256, log=None, windows="stride") -> list:
     """Bits per byte, perplexity and loss of one source (`SourceSpec`, read with the
     curation readers: text/JSONL, gzip/zstd, gs://), sliding-window protocol of
-    `ModelAdapter.loglikelihood_rolling`. Unreadable units are skipped and counted
+    `ModelAdapter.loglikelihood_rolling` (`windows="stride"`, or lm-evaluation-harness's
+    windows with `windows="lm-eval"`). Unreadable units are skipped and counted
     (`num_skipped`, `read_errors`); the standard errors are a bootstrap over documents."""
     from massivetext_tf.data.curate.readers import read_documents
 
@@ -245,7 +246,7 @@ def evaluate_source(adapter, spec, *, stride=None, bootstrap_iters=M.DEFAULT_BOO
     per_doc, batch = [], []
 
     def flush():
-        for text, r in zip(batch, adapter.loglikelihood_rolling(batch, stride=stride)):
+        for text, r in zip(batch, adapter.loglikelihood_rolling(batch, stride=stride, windows=windows)):
             per_doc.append((r.logprob, r.num_tokens, len(text.encode("utf-8"))))
         batch.clear()
 
@@ -272,6 +273,7 @@ def evaluate_source(adapter, spec, *, stride=None, bootstrap_iters=M.DEFAULT_BOO
                      "num_items": len(per_doc) + skipped, "num_scored": len(per_doc), "num_skipped": skipped,
                      "num_truncated": 0, "num_fewshot": 0, "read_errors": dict(counts.counts),
                      "tokens": int(sum(d[1] for d in per_doc)), "bytes": int(sum(d[2] for d in per_doc)),
-                     "window": window,
-                     "stride": stride if adapter.kind == "decoder_only" else window - 1})
+                     "window": window, "windows": windows,
+                     "stride": (stride if windows == "stride" else window) if adapter.kind == "decoder_only"
+                     else window - 1})
     return rows
