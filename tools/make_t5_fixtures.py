@@ -194,14 +194,70 @@ def hf_param_counts(output):
     print(counts)
 
 
+# A tiny T5-convention SentencePiece model (pad 0, eos 1, unk 2, no bos; 60 pieces + 10
+# sentinels = 70 ids, fewer than the checkpoints' 100 embedding rows, as T5's 32,100 ids sit
+# under its 32,128 rows), trained on a small generated corpus.
+TOKENIZER_PIECES, TOKENIZER_EXTRA_IDS = 60, 10
+_WORDS = ("the a fox dog cat sleeps runs jumps over under quick brown lazy red green house tree "
+          "translate English to German question answer context is was and or not yes no").split()
+TOKENIZER_STRINGS = [
+    "translate English to German: the quick brown fox",
+    "question: is the dog lazy? context: the lazy dog sleeps under a tree.",
+    "The Fox was QUICK, and the cat   was not.",
+    "zebra xylophone 123",
+    "the <extra_id_0> fox <extra_id_1>",
+    "the<extra_id_0>fox",
+]
+
+
+def make_tokenizer(output):
+    """Train the tiny spiece.model, save it with transformers' T5Tokenizer (extra_ids=10) into
+    `v1_0/` next to the checkpoint, and record transformers' ids of TOKENIZER_STRINGS (slow
+    tokenizer legacy and non-legacy, and the fast one) in `v1_0/tokenizer_reference.json`."""
+    import io as _io
+
+    import sentencepiece as spm
+    from transformers import T5Tokenizer, T5TokenizerFast
+
+    rng = np.random.default_rng(0)
+    corpus = [" ".join(rng.choice(_WORDS, size=12)) + "." for _ in range(2000)]
+    model = _io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, vocab_size=TOKENIZER_PIECES,
+        model_type="unigram", character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", num_threads=1, seed_sentencepiece_size=10000,
+        normalization_rule_name="identity",  # no 240 KB NFKC table in a test fixture
+    )
+    directory = os.path.join(output, "v1_0")
+    spiece = os.path.join(directory, "spiece.model")
+    with open(spiece, "wb") as f:
+        f.write(model.getvalue())
+    slow = T5Tokenizer(spiece, extra_ids=TOKENIZER_EXTRA_IDS, legacy=True)
+    slow.save_pretrained(directory)
+    reference = {"extra_ids": TOKENIZER_EXTRA_IDS, "pieces": TOKENIZER_PIECES, "strings": TOKENIZER_STRINGS,
+                 "transformers": transformers.__version__,
+                 "sentinel_ids": slow.convert_tokens_to_ids([f"<extra_id_{n}>" for n in range(TOKENIZER_EXTRA_IDS)]),
+                 "slow_legacy": [slow.encode(s) for s in TOKENIZER_STRINGS],
+                 "slow_non_legacy": [T5Tokenizer(spiece, extra_ids=TOKENIZER_EXTRA_IDS, legacy=False).encode(s)
+                                     for s in TOKENIZER_STRINGS],
+                 "fast": [T5TokenizerFast.from_pretrained(directory).encode(s) for s in TOKENIZER_STRINGS],
+                 "decoded": [slow.decode(slow.encode(s), skip_special_tokens=True) for s in TOKENIZER_STRINGS]}
+    with open(os.path.join(directory, "tokenizer_reference.json"), "w") as f:
+        json.dump(reference, f, indent=1)
+        f.write("\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default=os.path.join("tests", "models", "fixtures", "t5"))
+    parser.add_argument("--only", choices=("tokenizer",), help="write only this part (keeps the rest as is)")
     args = parser.parse_args()
     os.makedirs(args.output, exist_ok=True)
-    for name in VARIANTS:
-        make_variant(name, args.output)
-    hf_param_counts(args.output)
+    if args.only != "tokenizer":
+        for name in VARIANTS:
+            make_variant(name, args.output)
+        hf_param_counts(args.output)
+    make_tokenizer(args.output)
 
 
 if __name__ == "__main__":

@@ -110,10 +110,10 @@ def right_truncate(ragged_ids, keep):
     return tf.gather(ragged_ids.values, tf.ragged.range(starts, limits))
 
 
-def add_bos(ragged_ids):
-    """Prepend `<s>` to every row."""
+def add_bos(ragged_ids, start_id=BOS_ID):
+    """Prepend `<s>` (or another start token, e.g. T5's decoder start `<pad>`) to every row."""
     batch = ragged_ids.nrows(out_type=tf.int32)
-    bos = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(BOS_ID, ragged_ids.dtype)))
+    bos = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(start_id, ragged_ids.dtype)))
     return tf.concat([bos, ragged_ids], axis=1)
 
 

@@ -185,6 +185,18 @@ def model_kind(task):
     )
 
 
+def token_conventions(task):
+    """`{"decoder_start_id", "bos_id", "t5_sentinels"}` of `task`, a property of its tokenizer
+    class: a `T5Tokenizer` (T5 checkpoints) starts the decoder from `<pad>` = 0, has no `<s>`
+    and spaces `<extra_id_N>` as transformers does; otherwise the toolkit's `<s>` = 2."""
+    from massivetext_tf.models.encoder_decoder.t5 import T5Tokenizer
+
+    tokenizer = getattr(getattr(task, "preprocessor", None), "tokenizer", None)
+    if isinstance(tokenizer, T5Tokenizer):
+        return {"decoder_start_id": int(tokenizer.start_token_id), "bos_id": None, "t5_sentinels": True}
+    return {"decoder_start_id": BOS_ID, "bos_id": BOS_ID, "t5_sentinels": False}
+
+
 def tokenizer_proto(task, tokenizer=None):
     """Serialized SentencePiece model of `tokenizer` (path, `gs://` path or bytes) or of the
     task's preprocessor."""
@@ -260,6 +272,15 @@ def _decoder_only_functions(
     num_layers, num_heads, key_dim = _backbone_dims(task)
     cache_dtype = task.compute_dtype
     max_new_limit = L - 1
+    conventions = token_conventions(task)
+    start_id = conventions["decoder_start_id"]  # <s> = 2, or T5's <pad> = 0
+
+    def tokenize(texts):
+        if conventions["t5_sentinels"]:
+            from massivetext_tf.models.encoder_decoder.t5 import normalize_sentinels
+
+            texts = normalize_sentinels(texts)
+        return tokenizer.tokenize(texts)
 
     def empty_cache(batch):
         return tf.zeros([batch, num_layers, 2, L, num_heads, key_dim], dtype=cache_dtype)
@@ -434,12 +455,21 @@ def _encoder_decoder_functions(
     num_layers, num_heads, key_dim = _backbone_dims(task)
     cache_dtype = task.compute_dtype
     max_new_limit = L - 1
+    conventions = token_conventions(task)
+    start_id = conventions["decoder_start_id"]  # <s> = 2, or T5's <pad> = 0
+
+    def tokenize(texts):
+        if conventions["t5_sentinels"]:
+            from massivetext_tf.models.encoder_decoder.t5 import normalize_sentinels
+
+            texts = normalize_sentinels(texts)
+        return tokenizer.tokenize(texts)
 
     def encode(texts):
         """Source packing as the training preprocessor: `tokens[:L-1] + [</s>]`, padded to L
         (static, so the decoding loop compiles once per batch size). Only the first
         `max_chars` characters are tokenized: more could not add a token to those."""
-        ids = add_eos(right_truncate(tokenizer.tokenize(_first_chars(texts, max_chars)), L - 1))
+        ids = add_eos(right_truncate(tokenize(_first_chars(texts, max_chars)), L - 1))
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         tokens = ids.to_tensor(default_value=PAD_ID, shape=[None, L])
         mask = tf.sequence_mask(lengths, L, dtype=tf.int32)
@@ -450,7 +480,7 @@ def _encoder_decoder_functions(
         tables = task.relative_tables(L)
         batch = tf.shape(encoder_states)[0]
         positions = tf.range(L)[None, :]
-        tokens = tf.where(tf.equal(positions, 0), BOS_ID, tf.zeros([batch, L], tf.int32))
+        tokens = tf.where(tf.equal(positions, 0), start_id, tf.zeros([batch, L], tf.int32))
         cache = tf.zeros([batch, num_layers, 2, L, num_heads, key_dim], dtype=cache_dtype)
 
         def cond(t, tokens, cache, done):
@@ -492,7 +522,8 @@ def _encoder_decoder_functions(
             encoder_states, encoder_mask, cross_cache, max_new_tokens, temperature, top_k, top_p, seed
         )
         new_tokens = tokens[:, 1 : max_new_tokens + 1]
-        keep = keep_before_eos(new_tokens)
+        # Ids past the SentencePiece vocabulary (T5's 32,128 rows hold 32,100 tokens) have no text.
+        keep = keep_before_eos(new_tokens) & (new_tokens < tokenizer.vocab_size())
         text = tokenizer.detokenize(tf.ragged.boolean_mask(new_tokens, keep))
         return {"text": valid_utf8(text), "token_ids": new_tokens}
 
@@ -512,10 +543,10 @@ def _encoder_decoder_functions(
         )
         encoder_tokens, encoder_mask = encode(texts)
         tokens, mask = _padded_within(
-            add_eos(add_bos(tokenizer.tokenize(targets))),
+            add_eos(add_bos(tokenize(targets), start_id)),
             L,
             f"score: a target is longer than the exported decoder context of {L} "
-            "tokens (counting <s> and </s>)",
+            "tokens (counting the start token and </s>)",
         )
         logits = task(
             {
@@ -641,7 +672,7 @@ def build_serving_module(
         "vocabulary_size": int(task.backbone.vocabulary_size),
         "pad_id": PAD_ID,
         "eos_id": EOS_ID,
-        "bos_id": BOS_ID,
+        **token_conventions(task),
         "signatures": list(SIGNATURES),
         "backbone_config": _jsonable(task.backbone.get_config()),
     }

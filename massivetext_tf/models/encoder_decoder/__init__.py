@@ -2,6 +2,7 @@
 from massivetext_tf.models.encoder_decoder.backbone import EncoderDecoderBackbone
 from massivetext_tf.models.encoder_decoder.preprocessor import EncoderDecoderSeq2SeqLMPreprocessor
 from massivetext_tf.models.encoder_decoder.seq2seq_lm import EncoderDecoderSeq2SeqLM
+from massivetext_tf.models.encoder_decoder.t5 import T5Seq2SeqLMPreprocessor, T5Tokenizer
 
 _NON_ARCHITECTURE = ("model_type",)
 
@@ -11,8 +12,11 @@ def build_encoder_decoder(config, tokenizer=None, sequence_length=None, dtype=No
 
     Args:
         config: an encoder-decoder config (see `massivetext_tf.models.resolve_config`).
-        tokenizer: optional SentencePiece model (path, `gs://` path or serialized proto);
-            with it the task gets a preprocessor and takes strings.
+        tokenizer: optional SentencePiece model (path, `gs://` path or serialized proto,
+            read with the toolkit's `GopherTokenizer` conventions) or a tokenizer instance
+            (`GopherTokenizer`, or `T5Tokenizer` for T5's pad-start conventions, which then
+            gets a `T5Seq2SeqLMPreprocessor`); with it the task gets a preprocessor and takes
+            strings.
         sequence_length: encoder and decoder padding length of the preprocessor
             (default: `max_sequence_length`).
         dtype: Keras dtype policy, e.g. `"mixed_bfloat16"`.
@@ -28,8 +32,11 @@ def build_encoder_decoder(config, tokenizer=None, sequence_length=None, dtype=No
     preprocessor = None
     if tokenizer is not None:
         length = sequence_length or config["max_sequence_length"]
-        preprocessor = EncoderDecoderSeq2SeqLMPreprocessor(
-            GopherTokenizer(proto=tokenizer),
+        if not isinstance(tokenizer, (GopherTokenizer, T5Tokenizer)):
+            tokenizer = GopherTokenizer(proto=tokenizer)
+        cls = T5Seq2SeqLMPreprocessor if isinstance(tokenizer, T5Tokenizer) else EncoderDecoderSeq2SeqLMPreprocessor
+        preprocessor = cls(
+            tokenizer,
             encoder_sequence_length=length,
             decoder_sequence_length=length,
         )
@@ -40,5 +47,7 @@ __all__ = [
     "EncoderDecoderBackbone",
     "EncoderDecoderSeq2SeqLM",
     "EncoderDecoderSeq2SeqLMPreprocessor",
+    "T5Seq2SeqLMPreprocessor",
+    "T5Tokenizer",
     "build_encoder_decoder",
 ]
