@@ -107,15 +107,29 @@ def result_line(result: dict) -> str:
     return io.dumps(plain(result), indent=None, sort_keys=False)
 
 
-def run(main_fn, description: str, argv=None) -> int:
-    """Parses flags, builds the config, calls `main_fn(cfg)`, prints the result as JSON.
+def run(main_fn, description: str, argv=None, *, add_flags=None) -> int:
+    """Parses flags, builds the config, calls `main_fn(cfg)` (`main_fn(cfg, args)` when
+    `add_flags(parser)` added flags of its own), prints the result as JSON.
+
+    With `--mode eval|continuous_eval` (trainers/pretrain.py) and no `--config`, the config is
+    the model directory's own (its latest recorded `config.yaml`).
 
     Exit status: 0 done (or preempted), 2 bad flags, config or data (one `error:` line naming
     the flag, field or file), 3 a non-finite loss or state (see docs/training.md).
     """
-    args = parser(description).parse_args(argv)
+    p = parser(description)
+    if add_flags is not None:
+        add_flags(p)
+    args = p.parse_args(argv)
     setup(args)
     try:
+        if getattr(args, "mode", "train") != "train" and not args.config and args.model_dir:
+            from massivetext_tf.training.run_dir import latest_config_path
+
+            args.config = latest_config_path(args.model_dir.rstrip("/"))
+            if not args.config:
+                raise ValueError(f"--mode {args.mode}: --model-dir {args.model_dir} has no config.yaml "
+                                 "(not a training run's directory); give --config")
         cfg = load(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -123,7 +137,7 @@ def run(main_fn, description: str, argv=None) -> int:
     from massivetext_tf.training.loop import NonFiniteError
 
     try:
-        result = main_fn(cfg)
+        result = main_fn(cfg, args) if add_flags is not None else main_fn(cfg)
     except NonFiniteError as e:
         print(f"error: {e}", file=sys.stderr)
         print(result_line({"status": "nonfinite", "step": e.step, "resume_step": e.good_step,

@@ -78,6 +78,8 @@ class RuntimeConfig:
     checkpoint_input_pipeline: bool = True
     eval_every: int = 500  # 0 = only at the end
     eval_steps: int = 10  # batches per evaluation; 0 = no evaluation
+    eval_tasks: list = field(default_factory=list)  # task YAML files run with each evaluation
+    eval_task_limit: Optional[int] = None  # first N items of each eval task (None: all)
     seed: int = 0
     on_nonfinite: str = "stop"  # stop (checkpoint last good state, raise) | skip (drop step)
     max_consecutive_nonfinite: int = 10  # skip: give up (as stop) after this many in a row
@@ -294,6 +296,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ValueError("optimizer.clip_norm: must be >= 0 (0 = no clipping)")
     if not 0 <= cfg.optimizer.final_lr_fraction <= 1:
         raise ValueError("optimizer.final_lr_fraction: must be in [0, 1]")
+    if cfg.runtime.eval_task_limit is not None and cfg.runtime.eval_task_limit < 1:
+        raise ValueError(f"runtime.eval_task_limit: must be >= 1, got {cfg.runtime.eval_task_limit}")
+    for i, task in enumerate(cfg.runtime.eval_tasks):
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"runtime.eval_tasks[{i}]: expected a task YAML path, got {task!r}")
     if cfg.model.lora_rank < 0:
         raise ValueError("model.lora_rank: must be >= 0")
     return cfg

@@ -765,6 +765,11 @@ def train(cfg, **kwargs) -> dict:
     "tokens_per_s", "mfu", "eval_loss", "eval_perplexity", ["eval_bits_per_byte"], "history",
     "model_dir", ...}`. Raises `NonFiniteError` on a non-finite step with on_nonfinite=stop.
     Keyword arguments go to `Trainer` (strategy, train_input_fn, eval_input_fn, model_fn).
+    The tasks of `runtime.eval_tasks` are checked first and run with every evaluation
+    (`TASK/METRIC` in the eval metrics; `massivetext_tf.training.evaluator`).
     """
+    from massivetext_tf.training.evaluator import task_eval_fn
+
+    evaluate_fn = task_eval_fn(cfg)
     trainer = Trainer(cfg, **kwargs)
-    return trainer.fit()
+    return trainer.fit(evaluate_fn=evaluate_fn)
