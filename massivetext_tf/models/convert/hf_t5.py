@@ -34,9 +34,10 @@ that older checkpoints store), `lm_head.weight` of a tied model, and
 cross-attention, stored by older checkpoints).
 
 The model config comes from `config.json` (`config_from_hf`); the embedding keeps
-`vocab_size` rows (32,128 for T5), whatever the tokenizer's size. T5's token conventions
-(pad 0, eos 1, unk 2, no bos, the decoder starts from pad) are the caller's: feed
-`decoder_token_ids` starting with 0.
+`vocab_size` rows (32,128 for T5), whatever the tokenizer's size. This module converts weights
+only; T5's tokenizer and token conventions (pad 0, eos 1, unk 2, no bos, the decoder starts
+from pad) come with `massivetext_tf.models.convert.checkpoint` (`massivetext convert`), which
+attaches a `T5Tokenizer`. Without it, feed `decoder_token_ids` starting with 0.
 
 Example:
 >>> from massivetext_tf.models.convert import hf_t5  # doctest: +SKIP
@@ -329,8 +330,8 @@ def hf_state_dict(task):
 
 def load_hf_t5(directory, dtype=None):
     """An `EncoderDecoderSeq2SeqLM` holding the HuggingFace T5 checkpoint in `directory`
-    (`config.json` + safetensors, single or sharded). No preprocessor is attached: T5's
-    SentencePiece conventions differ from the toolkit's tokenizers (see module docstring).
+    (`config.json` + safetensors, single or sharded). No preprocessor is attached (weights
+    only); `checkpoint.hf_to_preset` also attaches T5's tokenizer.
 
     Args:
         directory: a `save_pretrained` directory (local or `gs://`).
