@@ -44,7 +44,7 @@ def build_parser():
     p.add_argument("--shard-size", default=prepare.DEFAULT_SHARD_SIZE,
                    help="documents per shard (e.g. 10000) or text size (e.g. 64MB)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=("quality", "repetition", "dedup", "contamination"),
+                   choices=("quality", "repetition", "dedup", "contamination", "langid"),
                    help="curation stage to skip (repeatable)")
     p.add_argument("--contamination-eval", action="append", default=[], metavar="GLOB",
                    help="evaluation texts that training documents must not overlap")

@@ -69,11 +69,12 @@ def build_pipeline(p, cfg: prepare.PrepareConfig, tasks):
             for s in sorted(survivors, key=lambda s: s.key):
                 verdict = deduper.check(s)
                 if verdict is None:
-                    reports[s.split].count_kept(s.source, s.num_bytes)
+                    reports[s.split].count_kept(s.source, s.num_bytes, s.language)
                     index, _ = assigner.add(s.split, s.source, s.num_bytes)
                     yield pvalue.TaggedOutput("decision", (s.key, ("keep", s.split, s.source, index)))
                 else:
-                    reports[s.split].count_removed(s.source, f"dedup:{verdict}", s.num_bytes)
+                    reports[s.split].count_removed(s.source, f"dedup:{verdict}", s.num_bytes,
+                                                   s.language)
                     yield pvalue.TaggedOutput("decision", (s.key, ("reject", s.split, s.source, verdict)))
             yield pvalue.TaggedOutput("report",
                                       (0, {k: v.to_dict() for k, v in reports.items()}))

@@ -60,7 +60,7 @@ ENCODE_PIECE_CHARS = 1 << 18
 ENCODE_BATCH_CHARS = 1 << 20
 _SOURCE_OPTS = {"lang": "language", "language": "language", "format": "format",
                 "unit": "text_unit", "text_unit": "text_unit", "field": "text_field",
-                "text_field": "text_field"}
+                "text_field": "text_field", "normalize": "normalize", "blocklist": "blocklist"}
 
 
 # ---------------------------------------------------------------------------------- flags
@@ -72,15 +72,19 @@ def add_source_args(p) -> None:
     p.add_argument("--source", action="append", default=[],
                    metavar="NAME=GLOB[:lang=zh,format=jsonl,unit=line,field=body]",
                    help="a named source; repeat the flag (same NAME adds patterns). Options "
-                        "after ':' set language, format (auto|text|jsonl), text unit "
-                        "(file|line|paragraph) and JSONL text field for that source")
+                        "after ':' set language (a code, or auto to identify it per "
+                        "document), format (auto|text|jsonl|warc|html), text unit "
+                        "(file|line|paragraph), JSONL text field, normalize "
+                        "(auto|none|nfkc|ftfy) and blocklist (a file of blocked domains "
+                        "and URLs) for that source")
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
-    p.add_argument("--format", default="auto", choices=("auto", "text", "jsonl"))
+    p.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "warc", "html"))
     p.add_argument("--text-unit", default="file", choices=("file", "line", "paragraph"),
                    help="plain-text files: one document per file, line or paragraph")
 
 
-_OPTS_RE = re.compile(r"^(?P<pattern>.*?)(?::(?P<opts>(?:%s)=[^:]*))?$"
+# Options may hold ':' (blocklist=gs://...): they start at the first ':OPTION='.
+_OPTS_RE = re.compile(r"^(?P<pattern>.*?)(?::(?P<opts>(?:%s)=.*))?$"
                       % "|".join(_SOURCE_OPTS))
 
 
@@ -264,6 +268,7 @@ class Survivor:
     num_bytes: int
     exact: bytes | None
     signature: np.ndarray | None
+    language: str | None = None   # the identified language (lang=auto sources), for reports
 
 
 @dataclass
@@ -307,7 +312,8 @@ class FileProcessor:
             read_errors.append((doc, stage, rule))
 
         docs = read_documents(file_spec, on_error=self.cfg.on_error, stats=reports[task.split],
-                              on_reject=on_read_error)
+                              on_reject=on_read_error,
+                              max_page_bytes=self.cfg.max_document_bytes)
         index = 0
         for doc in docs:
             for err_doc, stage, rule in read_errors:  # read errors keep their place in order
@@ -320,8 +326,8 @@ class FileProcessor:
             report = reports[split]
             curator = self.curators[split]
             nbytes = doc.num_bytes
-            report.count_in(doc.source, nbytes)
             if nbytes > self.cfg.max_document_bytes:
+                report.count_in(doc.source, nbytes)
                 report.count_removed(doc.source, "read:too_large", nbytes)
                 message = (f"{doc.id}: document of {nbytes} bytes is larger than "
                            f"--max-document-mb {self.cfg.max_document_mb:g} [read:too_large] "
@@ -329,10 +335,12 @@ class FileProcessor:
                 big = dataclasses.replace(doc, text="", fields={**doc.fields, "error": message})
                 rejected.append(self._rejected(task, key[2], split, big, "read", "too_large"))
                 continue
-            verdict = curator.check(doc)
+            verdict = curator.check(doc)  # identifies the language of an "auto" document
+            lang = doc.language if doc.language_score is not None else None
+            report.count_in(doc.source, nbytes, lang)
             if verdict is not None:
                 stage, rule = verdict
-                report.count_removed(doc.source, f"{stage}:{rule}", nbytes)
+                report.count_removed(doc.source, f"{stage}:{rule}", nbytes, lang)
                 rejected.append(self._rejected(task, key[2], split, doc, stage, rule))
                 continue
             exact = sig = None
@@ -344,7 +352,7 @@ class FileProcessor:
                     exact = exact_key(sketch.words)
                 if self.hasher is not None and sketch.words:
                     sig = sketch.signature(self.hasher, self.dedup.ngram)
-            survivors.append((Survivor(key, split, doc.source, nbytes, exact, sig), doc))
+            survivors.append((Survivor(key, split, doc.source, nbytes, exact, sig, lang), doc))
         for err_doc, stage, rule in read_errors:
             rejected.append(self._rejected(task, index, task.split, err_doc, stage, rule))
             index += 1
@@ -843,6 +851,10 @@ def validate_inputs(cfg: PrepareConfig) -> list[FileTask]:
     from massivetext_tf.data.curate import SourceSpec, list_files
 
     tasks = plan_files(cfg)
+    for _, spec in all_specs(cfg):
+        if spec.blocklist:
+            from massivetext_tf.data.curate.urlfilter import load_blocklist
+            load_blocklist(spec.blocklist)  # a missing or bad blocklist fails here, one line
     c = cfg.curation.contamination
     if "contamination" not in cfg.curation.skip and c.eval_files:
         list_files(SourceSpec(name="contamination_eval", patterns=list(c.eval_files)))
@@ -892,13 +904,13 @@ def run_local(cfg: PrepareConfig, *, log: Callable[[str], None] = print) -> dict
             verdict = deduper.check(s)
             report = rep[s.split]
             if verdict is None:
-                report.count_kept(s.source, s.num_bytes)
+                report.count_kept(s.source, s.num_bytes, s.language)
                 index, new = assigner.add(s.split, s.source, s.num_bytes)
                 if new and (s.split, s.source) in buffers:
                     flush(s.split, s.source)
                 buffers.setdefault((s.split, s.source), (index, []))[1].append(doc)
             else:
-                report.count_removed(s.source, f"dedup:{verdict}", s.num_bytes)
+                report.count_removed(s.source, f"dedup:{verdict}", s.num_bytes, s.language)
                 if rejected_out is not None:
                     rejected.append(dedup_rejected(cfg, s, doc, verdict))
         if rejected_out is not None:

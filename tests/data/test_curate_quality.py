@@ -151,21 +151,38 @@ def test_every_threshold_is_configurable():
         "max_mean_word_length"
 
 
+# Unspaced languages without a segmenter (zh has jieba by default: segmenters={} turns it off).
+CHARS = {"segmenters": {}}
+
+
 def test_unspaced_languages_count_characters():
     zh = "天下大事分久必合合久必分" * 7                 # 84 chars, no spaces
-    cfg = QualityConfig()
+    cfg = QualityConfig(**CHARS)
     assert quality_filter_reason(zh, cfg, "zh") is None
     assert quality_filter_reason(zh, cfg, "en") == "min_words"
     assert quality_filter_reason(zh[:74], cfg, "zh") == "min_chars"
     assert quality_filter_reason(zh[:75], cfg, "zh") is None
-    assert quality_filter_reason(zh[:75], QualityConfig(min_chars=76), "zh-Hant") == "min_chars"
+    assert quality_filter_reason(zh[:75], QualityConfig(min_chars=76, **CHARS),
+                                 "zh-Hant") == "min_chars"
     assert quality_filter_reason(zh, QualityConfig(max_chars=83), "ja") == "max_chars"
+    assert quality_filter_reason(zh[:74], QualityConfig(), "ja") == "min_chars"
 
 
 def test_unspaced_alpha_rule_is_per_character():
     zh = "天下大事分久必合合久必分" * 7 + "1" * 84     # half letters, half digits
+    assert quality_filter_reason(zh, QualityConfig(**CHARS), "zh") is None
+    assert quality_filter_reason(zh + "1", QualityConfig(**CHARS), "zh") == "alpha_chars"
+    assert quality_filter_reason(zh + "1", QualityConfig(), "ja") == "alpha_chars"
+
+
+def test_chinese_words_come_from_jieba_by_default():
+    from massivetext_tf.data.curate import quality_signals
+    zh = "我们在这里学习中文的写作，这是一个很好的机会。" * 4
+    signals = quality_signals(zh, language="zh")
+    assert signals["min_words"] == 4 * 13 and 1.0 <= signals["min_mean_word_length"] <= 2.0
+    assert signals["stop_words"] >= 8
     assert quality_filter_reason(zh, QualityConfig(), "zh") is None
-    assert quality_filter_reason(zh + "1", QualityConfig(), "zh") == "alpha_chars"
+    assert quality_filter_reason(zh[:46], QualityConfig(), "zh") == "min_words"
 
 
 def test_line_rules_match_their_regex_definitions_on_odd_whitespace():

@@ -187,11 +187,15 @@ def test_boilerplate_page_is_rejected_and_prose_kept():
 
 def test_unspaced_languages_use_character_ngrams():
     zh = "学而时习之不亦说乎" + "有朋自远方来不亦乐乎人不知而不愠" * 3
+    chars = RepetitionConfig(segmenters={})          # zh without its segmenter (jieba)
     en_sig = repetition_signals(zh, language="en")
-    zh_sig = repetition_signals(zh, language="zh")
+    zh_sig = repetition_signals(zh, chars, language="zh")
     assert en_sig["duplicate_5gram"] == 0.0          # one "word": no 5-grams at all
     assert zh_sig["duplicate_5gram"] > 0.5           # repeated character 5-grams
-    assert repetition_filter_reason(zh, language="zh") == "top_4gram"  # 3 x 4 / 57 chars
+    assert repetition_filter_reason(zh, chars, language="zh") == "top_4gram"  # 3 x 4 / 57 chars
+    assert repetition_filter_reason(zh, language="ja") == "top_4gram"
+    # with jieba's words (the default for zh) the repeated phrase is a word n-gram
+    assert repetition_signals(zh, language="zh")["duplicate_5gram"] > 0.5
 
 
 def test_large_document_is_linear_enough():
@@ -238,7 +242,7 @@ def test_batched_failures_equal_one_document_at_a_time(config):
     texts = _varied_texts()
     zh = "学而时习之不亦说乎" + "有朋自远方来不亦乐乎人不知而不愠" * 3
     texts += [zh, zh[:20]]
-    languages = ["en"] * (len(texts) - 2) + ["zh", "zh"]
+    languages = ["en"] * (len(texts) - 2) + ["zh", "ja"]
     expected = [repetition_filter_reason(t, config, lang) for t, lang in zip(texts, languages)]
     assert len(set(expected)) > 2   # the texts exercise several rules
     got = repetition_failures([TextView(t) for t in texts], config, languages)

@@ -23,9 +23,22 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("quality", "repetition", "contamination", "dedup")
+STAGES = ("quality", "repetition", "contamination", "dedup", "langid")
+DUPLICATE_NGRAM_COUNTINGS = ("all_occurrences", "repeats")
 
 ENGLISH_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+# Frequent Chinese function words (the role Gopher's English list plays): the eight most
+# frequent of modern prose, de (possessive), shi (be), zai (at), le (aspect), he (and),
+# you (have), bu (not), zhe (this), and three of the written/classical register, zhi
+# (possessive), er (and/but), ye (sentence-final), which modern formal prose uses too.
+CHINESE_STOP_WORDS = ("的", "是", "在", "了", "和", "有", "不", "这", "之", "而", "也")
+# Languages whose words come from a segmenter (`segment.py`) instead of characters.
+SEGMENTERS = {"zh": "jieba"}
+# Per-language quality thresholds (QualityConfig fields) that differ from the paper's English
+# ones. Chinese words from jieba are 1-2 characters long on average (English: 4-6), so the
+# mean word length bounds move down; measured on Debian's Chinese documentation (see
+# docs/data.md): jieba words average 1.4-2.2 characters per document.
+PER_LANGUAGE_QUALITY = {"zh": {"min_mean_word_length": 1.0, "max_mean_word_length": 5.0}}
 
 # Scripts written without spaces between words. For these, length is measured in
 # non-whitespace characters and the repetition n-grams are character n-grams.
@@ -43,7 +56,11 @@ class QualityConfig:
     `#` and ellipsis to word ratios, bullet/ellipsis lines, alphabetic words, and the stop
     word rule for languages that have a list in `stop_words` (only English by default).
 
-    Unspaced languages (`unspaced_languages`: zh, ja, th, ...): length is counted in
+    Languages with a segmenter (`segmenters`, by default {"zh": "jieba"}): the spaced rules
+    run on the segmenter's words, with the thresholds of `per_language[code]` where given
+    (Chinese: mean word length 1..5) and the stop word list of `stop_words[code]`.
+
+    Other unspaced languages (`unspaced_languages`: ja, th, ...): length is counted in
     non-whitespace characters (`min_chars`..`max_chars`), symbol ratios are per character,
     the alphabetic rule is per character (`min_alpha_chars_fraction`), and there is no mean
     word length or stop word rule. The defaults translate the paper's word bounds with the
@@ -61,11 +78,24 @@ class QualityConfig:
     max_ellipsis_lines_fraction: float = 0.3
     min_alpha_words_fraction: float = 0.8
     min_stop_words: int = 2
-    stop_words: dict = field(default_factory=lambda: {"en": list(ENGLISH_STOP_WORDS)})
+    stop_words: dict = field(default_factory=lambda: {"en": list(ENGLISH_STOP_WORDS),
+                                                      "zh": list(CHINESE_STOP_WORDS)})
     unspaced_languages: list = field(default_factory=lambda: list(UNSPACED_LANGUAGES))
     min_chars: int = 75
     max_chars: int = 150_000
     min_alpha_chars_fraction: float = 0.5
+    segmenters: dict = field(default_factory=lambda: dict(SEGMENTERS))
+    per_language: dict = field(default_factory=lambda: {
+        k: dict(v) for k, v in PER_LANGUAGE_QUALITY.items()})
+
+    def for_language(self, language: str | None) -> "QualityConfig":
+        """This config with `per_language[language]`'s thresholds applied."""
+        from massivetext_tf.data.curate.text import primary_language
+
+        overrides = self.per_language.get(primary_language(language)) if self.per_language else None
+        if not overrides:
+            return self
+        return dataclasses.replace(self, per_language={}, **overrides)
 
 
 @dataclass
@@ -76,7 +106,15 @@ class RepetitionConfig:
     `max_top_ngram_char_fraction` maps n (2..4) to the largest allowed fraction of word
     characters covered by the most frequent n-gram; `max_duplicate_ngram_char_fraction`
     maps n (5..10) to the largest allowed fraction covered by all n-grams that occur more
-    than once. For unspaced languages the n-grams are over non-whitespace characters.
+    than once. For unspaced languages the n-grams are over non-whitespace characters, except
+    for languages with a segmenter (`segmenters`), whose n-grams are over its words.
+
+    `duplicate_ngram_counting` chooses the reading of the duplicate n-gram rule:
+    "all_occurrences" (the default): every occurrence of a repeated n-gram counts, the first
+    included, overlapping occurrences once; "repeats" (datatrove's / FineWeb's): scanning
+    left to right, an n-gram seen before counts and the scan jumps past it, the first
+    occurrence does not count. In "a b c d e a b c d e" (n = 5) the first reading covers all
+    ten words, the second five.
     """
 
     max_duplicate_line_fraction: float = 0.30
@@ -88,6 +126,22 @@ class RepetitionConfig:
     max_duplicate_ngram_char_fraction: dict = field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
     unspaced_languages: list = field(default_factory=lambda: list(UNSPACED_LANGUAGES))
+    duplicate_ngram_counting: str = "all_occurrences"
+    segmenters: dict = field(default_factory=lambda: dict(SEGMENTERS))
+
+
+@dataclass
+class LanguageIdConfig:
+    """Language identification for sources with language "auto" (see `langid.py`).
+
+    `min_confidence`: documents identified with a lower probability are removed
+    (`langid:low_confidence`). `languages`: when not empty, documents identified as another
+    language are removed (`langid:language`). `max_chars`: characters classified per document.
+    """
+
+    min_confidence: float = 0.65
+    languages: list = field(default_factory=list)
+    max_chars: int = 10_000
 
 
 @dataclass
@@ -142,7 +196,8 @@ class ContaminationConfig:
 class CurationConfig:
     """Everything the `Curator` needs.
 
-    Stages run in the order quality -> repetition -> contamination -> dedup; names in
+    Stages run in the order langid (sources with language "auto" only) -> quality ->
+    repetition -> contamination -> dedup; names in
     `skip` are not run. `languages` maps a source name to its language code; a source not
     in the map uses the document's own language (from its `SourceSpec`) or
     `default_language`.
@@ -152,6 +207,7 @@ class CurationConfig:
     repetition: RepetitionConfig = field(default_factory=RepetitionConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
+    langid: LanguageIdConfig = field(default_factory=LanguageIdConfig)
     skip: set = field(default_factory=set)
     languages: dict = field(default_factory=dict)
     default_language: str = "en"
@@ -199,7 +255,8 @@ def _from_dict(cls, data: Any, where: str):
     kwargs = {}
     for name, value in data.items():
         sub = {"quality": QualityConfig, "repetition": RepetitionConfig, "dedup": DedupConfig,
-               "contamination": ContaminationConfig}.get(name) if cls is CurationConfig else None
+               "contamination": ContaminationConfig,
+               "langid": LanguageIdConfig}.get(name) if cls is CurationConfig else None
         if sub is not None:
             value = _from_dict(sub, value, f"{where}.{name}")
         elif name in ("max_top_ngram_char_fraction", "max_duplicate_ngram_char_fraction"):
@@ -246,6 +303,29 @@ def validate(config: CurationConfig) -> None:
         _check_fraction(cfg.threshold, f"curation.{where}.threshold")
         if not isinstance(cfg.num_perm, int) or cfg.num_perm < 2:
             raise ValueError(f"curation.{where}.num_perm: expected an int >= 2, got {cfg.num_perm!r}")
+    from massivetext_tf.data.curate.segment import SEGMENTERS as known
+    for where, segs in (("quality", q.segmenters), ("repetition", r.segmenters)):
+        if not isinstance(segs, dict) or any(v not in known for v in segs.values()):
+            raise ValueError(f"curation.{where}.segmenters: expected a mapping language -> "
+                             f"one of {list(known)}, got {segs!r}")
+    if not isinstance(q.per_language, dict):
+        raise ValueError("curation.quality.per_language: expected a mapping language -> fields")
+    names = {f.name for f in dataclasses.fields(QualityConfig)} - {"per_language"}
+    for code, overrides in q.per_language.items():
+        bad = set(overrides) - names if isinstance(overrides, dict) else {"<not a mapping>"}
+        if bad:
+            raise ValueError(f"curation.quality.per_language[{code!r}]: unknown field(s) "
+                             f"{sorted(bad)}")
+    if r.duplicate_ngram_counting not in DUPLICATE_NGRAM_COUNTINGS:
+        raise ValueError(f"curation.repetition.duplicate_ngram_counting: expected one of "
+                         f"{list(DUPLICATE_NGRAM_COUNTINGS)}, got {r.duplicate_ngram_counting!r}")
+    lc = config.langid
+    _check_fraction(lc.min_confidence, "curation.langid.min_confidence")
+    if not isinstance(lc.languages, list) or not all(isinstance(x, str) for x in lc.languages):
+        raise ValueError(f"curation.langid.languages: expected a list of language codes, "
+                         f"got {lc.languages!r}")
+    if not isinstance(lc.max_chars, int) or lc.max_chars < 1:
+        raise ValueError(f"curation.langid.max_chars: expected a positive int, got {lc.max_chars!r}")
     _check_fraction(c.max_ngram_overlap, "curation.contamination.max_ngram_overlap")
     _check_fraction(c.max_eval_containment, "curation.contamination.max_eval_containment")
     if isinstance(c.eval_files, str):

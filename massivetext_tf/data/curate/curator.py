@@ -2,6 +2,8 @@
 
 Stages, in order (each can be skipped through `CurationConfig.skip`):
 
+0. langid       sources with language "auto": identify each document's language
+                (`langid.py`), whose rules the next stages apply
 1. quality      `quality_filter_reason` (per-source language)
 2. repetition   `repetition_filter_reason`
 3. contamination  against `ContaminationConfig.eval_files` (or `eval_documents=`)
@@ -36,6 +38,7 @@ from massivetext_tf.data.curate.config import CurationConfig
 from massivetext_tf.data.curate.dedup import (ContaminationFilter, Deduplicator, Sketch,
                                               sketch_batch)
 from massivetext_tf.data.curate.document import Document, SourceSpec
+from massivetext_tf.data.curate.langid import identify_document
 from massivetext_tf.data.curate.quality import quality_checks
 from massivetext_tf.data.curate.readers import read_documents
 from massivetext_tf.data.curate.repetition import repetition_checks, repetition_failures
@@ -142,7 +145,11 @@ class Curator:
         """(stage, rule) that removes `doc`, or None when it is kept.
 
         Stateful: a kept document is remembered by the dedup stage. Does not touch the
-        report; `process` and `run` do."""
+        report; `process` and `run` do. A document of an "auto" source gets its language
+        identified (in place) first."""
+        verdict = identify_document(doc, self.config)
+        if verdict is not None:
+            return verdict
         language = self.config.language_for(doc.source, doc.language)
         verdict = self._stateless_verdict(doc, language, TextView(doc.text))
         if verdict is not None:
@@ -150,11 +157,12 @@ class Curator:
         return self._stateful_verdict(doc, language, None)
 
     def _account(self, doc: Document, verdict: tuple[str, str] | None, num_bytes: int) -> bool:
+        language = doc.language if doc.language_score is not None else None
         if verdict is None:
-            self.report.count_kept(doc.source, num_bytes)
+            self.report.count_kept(doc.source, num_bytes, language)
             return True
         stage, rule = verdict
-        self.report.count_removed(doc.source, f"{stage}:{rule}", num_bytes)
+        self.report.count_removed(doc.source, f"{stage}:{rule}", num_bytes, language)
         if self.on_reject is not None:
             self.on_reject(doc, stage, rule)
         return False
@@ -162,8 +170,10 @@ class Curator:
     def process(self, doc: Document) -> bool:
         """Curate one document: count it, call `on_reject` if removed; True if kept."""
         num_bytes = doc.num_bytes
-        self.report.count_in(doc.source, num_bytes)
-        return self._account(doc, self.check(doc), num_bytes)
+        verdict = self.check(doc)
+        self.report.count_in(doc.source, num_bytes,
+                             doc.language if doc.language_score is not None else None)
+        return self._account(doc, verdict, num_bytes)
 
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
         """Yield the kept documents, in input order, streaming.
@@ -203,11 +213,13 @@ class Curator:
 
     def _run_chunk(self, chunk: list[Document]) -> Iterator[Document]:
         config = self.config
+        verdicts: list[tuple[str, str] | None] = [identify_document(d, config) for d in chunk]
         languages = [config.language_for(d.source, d.language) for d in chunk]
-        verdicts: list[tuple[str, str] | None] = [None] * len(chunk)
         views = [TextView(d.text) for d in chunk]
         if "quality" not in config.skip:
             for i, view in enumerate(views):
+                if verdicts[i] is not None:
+                    continue
                 rule = _first_failure(quality_checks(view, config.quality, languages[i]))
                 if rule:
                     verdicts[i] = ("quality", rule)
@@ -231,7 +243,8 @@ class Curator:
                 sketches[i] = sketch
         for doc, language, verdict, sketch in zip(chunk, languages, verdicts, sketches):
             num_bytes = doc.num_bytes
-            self.report.count_in(doc.source, num_bytes)
+            self.report.count_in(doc.source, num_bytes,
+                                 doc.language if doc.language_score is not None else None)
             if verdict is None:
                 verdict = self._stateful_verdict(doc, language, sketch)
             if self._account(doc, verdict, num_bytes):

@@ -18,7 +18,12 @@ that fails names the rejection), with the paper's defaults from `QualityConfig`:
 A bullet is a line starting (after indentation) with one of • ‣ ⁃ ◦ ● ○ ▪ ▫ ■ □ ➢ ➤ ► ▶ ✓ ✔ ·
 or with -, *, +, – or — followed by whitespace (so markdown "**bold**" is not a bullet).
 
-Unspaced languages (zh, ja, th, ...) use characters: `min_chars` <= non-whitespace
+Languages with a segmenter (`QualityConfig.segmenters`, by default jieba for zh) run the
+rules above on the segmenter's words (`segment.py`), with `per_language` thresholds
+(Chinese: mean word length 1..5 characters) and their own stop words (Chinese: 的 是 在 了
+和 有 不 这, matched as whole words, surrounding punctuation allowed).
+
+Other unspaced languages (ja, th, ...) use characters: `min_chars` <= non-whitespace
 characters <= `max_chars`, "#" and ellipsis counts per character, letters / characters >=
 `min_alpha_chars_fraction`, the same bullet and ellipsis line rules, and no mean word length
 or stop word rule.
@@ -30,6 +35,7 @@ import functools
 import re
 
 from massivetext_tf.data.curate.config import QualityConfig
+from massivetext_tf.data.curate.segment import segmenter_for
 from massivetext_tf.data.curate.text import (LAZY_COUNT_CHARS, NON_LETTER_RUN,
                                              WORD_WITHOUT_LETTER, TextView,
                                              count_matches_capped, count_words_capped, is_unspaced,
@@ -116,6 +122,47 @@ def _spaced_checks(view: TextView, config: QualityConfig, language: str, exhaust
         yield "stop_words", found, found >= config.min_stop_words
 
 
+def _segmented_checks(view: TextView, config: QualityConfig, language: str, segmenter: str,
+                      full_counts: bool):
+    """The spaced rules on a segmenter's words (`segment.py`)."""
+    text = view.text
+    if len(text) > 4 * config.max_words + LAZY_COUNT_CHARS:
+        # far more characters than allowed words: reject before segmenting
+        yield "max_words", len(text), False
+        return
+    words = view.segmented(segmenter)
+    n = len(words)
+    yield "min_words", n, n >= config.min_words
+    yield "max_words", n, n <= config.max_words
+    if n == 0:
+        return
+    mean = sum(map(len, words)) / n
+    yield "min_mean_word_length", mean, mean >= config.min_mean_word_length
+    yield "max_mean_word_length", mean, mean <= config.max_mean_word_length
+    hashes = text.count("#") / n
+    yield "hash_ratio", hashes, hashes <= config.max_hash_word_ratio
+    ellipses = (text.count("...") + text.count("…")) / n
+    yield "ellipsis_ratio", ellipses, ellipses <= config.max_ellipsis_word_ratio
+    yield from _line_checks(view, config)
+    alpha = sum(1 for w in words if _HAS_LETTER.search(w)) / n
+    yield "alpha_words", alpha, alpha >= config.min_alpha_words_fraction
+    stop_words = config.stop_words.get(primary_language(language))
+    if stop_words and config.min_stop_words > 0:
+        stops = set(stop_words)
+        found = 0
+        cap = n if full_counts else config.min_stop_words
+        for w in words:
+            if w.strip(_PUNCTUATION) in stops:
+                found += 1
+                if found >= cap:
+                    break
+        yield "stop_words", found, found >= config.min_stop_words
+
+
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+_PUNCTUATION = "，。、；：？！…—·「」『』《》（）()[]{}\"'“”‘’,.;:?!-"
+
+
 def _unspaced_checks(view: TextView, config: QualityConfig):
     text = view.text
     n = len(view.nonspace)
@@ -139,6 +186,10 @@ def quality_checks(view: TextView, config: QualityConfig, language: str = "en",
     exhaustive: also evaluate a huge document's rules after its word count failed.
     full_counts: count every stop word (by default counting stops at `min_stop_words`).
     """
+    config = config.for_language(language)
+    segmenter = segmenter_for(language, config.segmenters)
+    if segmenter is not None:
+        return _segmented_checks(view, config, language, segmenter, full_counts)
     if is_unspaced(language, config.unspaced_languages):
         return _unspaced_checks(view, config)
     return _spaced_checks(view, config, language, exhaustive, full_counts)

@@ -1,4 +1,5 @@
-"""Readers: plain text and JSONL files, directories and globs, gzip/zstd transparently.
+"""Readers: plain text, JSONL, WARC and HTML files, directories and globs, gzip/zstd
+transparently (WARC and HTML: see `web.py`).
 
 All file access goes through `tf.io.gfile`, so `gs://` (and any other filesystem TensorFlow
 knows) works; compressed files are decompressed from the `GFile` stream in 1 MiB chunks, so
@@ -16,6 +17,10 @@ with `on_error="raise"` raises `ReadError` (a `ValueError`) naming the file and 
 - `read:missing_field`  a JSONL record without the text field
 - `read:bad_field`      a JSONL record whose text field is not a string
 - `read:io_error`       the file system refused the file
+- web formats (`warc`, `html`) add `read:not_html`, `read:undecodable`, `read:too_large`,
+  `read:truncated_record` and `read:malformed_warc` (see `web.py`), counted per record with
+  the file and byte offset, and `read:blocked_url:<rule>` for a URL on the source's blocklist
+  (see `urlfilter.py`).
 Blank lines of a JSONL file separate nothing and are not documents; they are not counted.
 """
 
@@ -49,9 +54,10 @@ def _tf():
 class ReadError(ValueError):
     """A file (or one line of it) could not be read. `rule` is the `read:...` rule name."""
 
-    def __init__(self, message: str, *, path: str, rule: str, line: int | None = None):
+    def __init__(self, message: str, *, path: str, rule: str, line: int | None = None,
+                 offset: int | None = None):
         super().__init__(message)
-        self.path, self.rule, self.line = path, rule, line
+        self.path, self.rule, self.line, self.offset = path, rule, line, offset
 
 
 class _Failure(Exception):
@@ -72,10 +78,20 @@ def strip_compression(path: str) -> str:
 
 
 def file_format(path: str, fmt: str = "auto") -> str:
-    """"jsonl" or "text" for a path under format `fmt`."""
+    """"jsonl", "text", "warc" or "html" for a path under format `fmt` (by extension after
+    any .gz/.zst for "auto": .jsonl/.ndjson/.json, .warc/.arc, .html/.htm/.xhtml, else text)."""
+    from massivetext_tf.data.curate.web import HTML_EXTENSIONS, WARC_EXTENSIONS
+
     if fmt != "auto":
         return fmt
-    return "jsonl" if strip_compression(path).lower().endswith(_JSONL_EXTENSIONS) else "text"
+    lower = strip_compression(path).lower()
+    if lower.endswith(_JSONL_EXTENSIONS):
+        return "jsonl"
+    if lower.endswith(WARC_EXTENSIONS):
+        return "warc"
+    if lower.endswith(HTML_EXTENSIONS):
+        return "html"
+    return "text"
 
 
 def _walk(directory: str) -> list[str]:
@@ -220,6 +236,7 @@ def read_documents(
     on_error: str = "skip",
     stats=None,
     on_reject: Callable[[Document, str, str], None] | None = None,
+    max_page_bytes: int | None = None,
 ) -> Iterator[Document]:
     """Yield the documents of a source, each tagged with the source name and language.
 
@@ -231,17 +248,24 @@ def read_documents(
             that receives the read errors.
         on_reject: called as `on_reject(doc, "read", rule)` for each unreadable unit, with an
             empty-text `Document` whose `fields["error"]` holds the message.
+        max_page_bytes: WARC payloads larger than this are `read:too_large` without being
+            read (`web.DEFAULT_MAX_PAGE_BYTES` when None).
     """
+    if max_page_bytes is None:
+        from massivetext_tf.data.curate.web import DEFAULT_MAX_PAGE_BYTES
+        max_page_bytes = DEFAULT_MAX_PAGE_BYTES
     if isinstance(spec, (str, os.PathLike)):
         spec = SourceSpec.from_pattern(os.fspath(spec))
     if on_error not in ("skip", "raise"):
         raise ValueError(f"read_documents: on_error must be 'skip' or 'raise', got {on_error!r}")
 
-    def fail(path: str, failure: _Failure, line: int | None, num_bytes: int = 0):
-        where = f"{path}:{line}" if line is not None else path
+    def fail(path: str, failure: _Failure, line: int | None, num_bytes: int = 0,
+             offset: int | None = None):
+        where = (f"{path}:{line}" if line is not None else
+                 f"{path}@{offset}" if offset is not None else path)
         message = f"{where}: {failure.message} [{failure.rule}] (source {spec.name!r})"
         if on_error == "raise":
-            raise ReadError(message, path=path, rule=failure.rule, line=line)
+            raise ReadError(message, path=path, rule=failure.rule, line=line, offset=offset)
         if stats is not None:
             stats.count_read_error(spec.name, failure.rule, num_bytes)
         if on_reject is not None:
@@ -249,13 +273,75 @@ def read_documents(
                                fields={"error": message}, language=spec.language),
                       "read", failure.rule.split(":", 1)[1])
 
+    from massivetext_tf.data.curate.web import normalize_text
+
+    blocklist = None
+    if spec.blocklist:
+        from massivetext_tf.data.curate.urlfilter import load_blocklist
+        blocklist = load_blocklist(spec.blocklist)
     for path in list_files(spec):
-        if file_format(path, spec.format) == "jsonl":
-            yield from _read_jsonl(path, spec, fail)
+        fmt = file_format(path, spec.format)
+        if fmt == "jsonl":
+            docs = _read_jsonl(path, spec, fail)
+        elif fmt == "warc":
+            docs = _read_warc(path, spec, fail, max_page_bytes)
+        elif fmt == "html":
+            docs = _read_html(path, spec, fail)
         elif spec.text_unit == "file":
-            yield from _read_text_file(path, spec, fail)
+            docs = _read_text_file(path, spec, fail)
         else:
-            yield from _read_text_units(path, spec, fail)
+            docs = _read_text_units(path, spec, fail)
+        normalize = spec.normalization(fmt)
+        for doc in docs:
+            if blocklist is not None:
+                url = doc.fields.get("url")
+                rule = blocklist.match(url) if isinstance(url, str) else None
+                if rule is not None:
+                    fail(path, _Failure(f"read:blocked_url:{rule}",
+                                        f"URL {url!r} is on the blocklist ({rule})"),
+                         None, doc.num_bytes, offset=_offset_of(doc))
+                    continue
+            if normalize != "none":
+                doc.text = normalize_text(doc.text, normalize)
+            yield doc
+
+
+def _offset_of(doc: Document) -> int | None:
+    _, at, offset = doc.id.rpartition("@")
+    return int(offset) if at and offset.isdigit() else None
+
+
+def _read_warc(path, spec, fail, max_page_bytes):
+    from massivetext_tf.data.curate.web import WebFailure, read_warc
+
+    for item in read_warc(path, spec, max_page_bytes=max_page_bytes):
+        if isinstance(item, WebFailure):
+            fail(path, _Failure(item.rule, item.message), None, 0, offset=item.offset)
+        else:
+            yield item
+
+
+def _read_html(path, spec, fail):
+    from massivetext_tf.data.curate.web import WebFailure, read_html_file
+
+    size = 0
+    try:
+        pieces = []
+        for chunk in _iter_chunks(path):
+            pieces.append(chunk)
+            size += len(chunk)
+        data = b"".join(pieces)
+        del pieces
+        if not data.strip():
+            raise _Failure("read:empty", "empty file")
+    except _Failure as failure:
+        fail(path, failure, None, size)
+        return
+    item = read_html_file(path, spec, data)
+    if isinstance(item, WebFailure):
+        fail(path, _Failure(item.rule, item.message), None, size)
+    else:
+        yield item
 
 
 def _doc(spec: SourceSpec, text: str, doc_id: str, path: str, fields=None) -> Document:

@@ -14,7 +14,12 @@ Definitions (lines, paragraphs and words as in `text.py`):
   occurrences ("a a a" for the 2-gram "a a") cover each character once.
 - duplicate_{n}gram (n = 5..10): characters covered by every occurrence (the first one
   included) of every n-gram that occurs more than once / characters of all words > 0.15,
-  0.14, 0.13, 0.12, 0.11, 0.10; overlapping n-grams' characters are counted once.
+  0.14, 0.13, 0.12, 0.11, 0.10; overlapping n-grams' characters are counted once. This is
+  `duplicate_ngram_counting="all_occurrences"` (the default). With "repeats" (datatrove's
+  and FineWeb's reading) the words are scanned left to right: an n-gram seen before adds its
+  characters and the scan jumps past it (n words on), any other n-gram is remembered and the
+  scan moves one word on; the first occurrence never counts. "a b c d e a b c d e" (5-grams):
+  1.0 under "all_occurrences", 0.5 under "repeats".
 
 For unspaced languages (zh, ja, th, ...) the n-gram rules run over non-whitespace
 characters instead of words; the line and paragraph rules are unchanged.
@@ -33,6 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from massivetext_tf.data.curate.config import RepetitionConfig
+from massivetext_tf.data.curate.segment import segmenter_for
 from massivetext_tf.data.curate.text import (TextView, covered_mask, is_unspaced,
                                              max_multiplicity, ngram_hashes, segment_max)
 
@@ -121,6 +127,24 @@ def _duplicate_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray,
     return float(lengths[covered_mask(starts, n, len(lengths))].sum()) / total_chars
 
 
+def _repeated_ngram_fraction(g: np.ndarray, n: int, lengths: np.ndarray,
+                             total_chars: int) -> float:
+    """duplicate_ngram_counting="repeats": datatrove's `find_all_duplicate` on n-gram hashes."""
+    cumulative = np.concatenate([[0], np.cumsum(lengths)])
+    codes = g.tolist()
+    seen: set = set()
+    repeated, idx, end = 0, 0, len(codes)
+    while idx < end:
+        code = codes[idx]
+        if code in seen:
+            repeated += int(cumulative[idx + n] - cumulative[idx])
+            idx += n
+        else:
+            seen.add(code)
+            idx += 1
+    return repeated / total_chars
+
+
 def _first_failure(checks) -> str | None:
     for rule, _, passed in checks:
         if not passed:
@@ -170,14 +194,19 @@ def _ngram_checks(hashes: np.ndarray, lengths: np.ndarray, config: RepetitionCon
         yield f"top_{n}gram", frac, frac <= top_limits[n]
 
     order = sorted(dup_limits)
+    repeats = config.duplicate_ngram_counting == "repeats"
     for i, n in enumerate(order):
         if total < n:
             yield f"duplicate_{n}gram", 0.0, True
             continue
-        frac = _duplicate_ngram_fraction(grams(n), n, lengths, total_chars)
+        if repeats:
+            frac = _repeated_ngram_fraction(grams(n), n, lengths, total_chars)
+        else:
+            frac = _duplicate_ngram_fraction(grams(n), n, lengths, total_chars)
         yield f"duplicate_{n}gram", frac, frac <= dup_limits[n]
         rest = order[i + 1:]
-        if not exhaustive and (not rest or frac <= min(dup_limits[m] for m in rest)):
+        if not exhaustive and (not rest or (not repeats and
+                                            frac <= min(dup_limits[m] for m in rest))):
             return  # coverage only shrinks as n grows: every larger n passes too
         cache.pop(n - 1, None)
 
@@ -188,7 +217,8 @@ def repetition_checks(view: TextView, config: RepetitionConfig, language: str = 
     yield from _segment_checks(view, config)
     if not config.max_top_ngram_char_fraction and not config.max_duplicate_ngram_char_fraction:
         return
-    hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages))
+    hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages),
+                                 segmenter_for(language, config.segmenters))
     yield from _ngram_checks(hashes, lengths, config, exhaustive)
 
 
@@ -216,7 +246,8 @@ def repetition_failures(views: Sequence[TextView], config: RepetitionConfig,
         if rule is not None:
             out[i] = rule
             continue
-        hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages))
+        hashes, lengths = view.units(is_unspaced(language, config.unspaced_languages),
+                                     segmenter_for(language, config.segmenters))
         if len(hashes) > BATCH_MAX_UNITS:
             out[i] = _first_failure(_ngram_checks(hashes, lengths, config))
             continue

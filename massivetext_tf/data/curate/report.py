@@ -4,6 +4,11 @@ Invariant (tested): for every source,
 `documents_in == documents_kept + sum(removed.values())`, and the same for bytes with
 `removed_bytes`. Rule names are `stage:rule`, e.g. `quality:min_words`, `read:bad_json`,
 `dedup:minhash`.
+
+Sources whose documents' language is identified (`lang=auto`) also count each document under
+its language: `languages` maps an ISO 639-1 code (`und` below the confidence threshold) to
+the same counts. Units that could not be read have no language and are counted under the
+source only, so the languages add up to the source minus its `read:*` removals.
 """
 
 from __future__ import annotations
@@ -19,8 +24,21 @@ class SourceStats:
     bytes_kept: int = 0
     removed: dict = field(default_factory=dict)
     removed_bytes: dict = field(default_factory=dict)
+    languages: dict = field(default_factory=dict)   # code -> SourceStats (no nesting)
+
+    def language(self, code: str) -> "SourceStats":
+        stats = self.languages.get(code)
+        if stats is None:
+            stats = self.languages[code] = SourceStats()
+        return stats
 
     def to_dict(self) -> dict:
+        out = self._counts()
+        if self.languages:
+            out["languages"] = {k: v._counts() for k, v in sorted(self.languages.items())}
+        return out
+
+    def _counts(self) -> dict:
         return {
             "documents_in": self.documents_in,
             "documents_kept": self.documents_kept,
@@ -39,6 +57,8 @@ class SourceStats:
             self.removed[rule] = self.removed.get(rule, 0) + n
         for rule, n in other.removed_bytes.items():
             self.removed_bytes[rule] = self.removed_bytes.get(rule, 0) + n
+        for code, stats in other.languages.items():
+            self.language(code).merge(stats)
 
 
 class CurationReport:
@@ -56,20 +76,26 @@ class CurationReport:
 
     # -- recording ---------------------------------------------------------------------
 
-    def count_in(self, source: str, num_bytes: int) -> None:
+    def _targets(self, source: str, language: str | None):
         stats = self._stats(source)
-        stats.documents_in += 1
-        stats.bytes_in += num_bytes
+        return (stats,) if language is None else (stats, stats.language(language))
 
-    def count_kept(self, source: str, num_bytes: int) -> None:
-        stats = self._stats(source)
-        stats.documents_kept += 1
-        stats.bytes_kept += num_bytes
+    def count_in(self, source: str, num_bytes: int, language: str | None = None) -> None:
+        """`language`: also count under that language (identified documents only)."""
+        for stats in self._targets(source, language):
+            stats.documents_in += 1
+            stats.bytes_in += num_bytes
 
-    def count_removed(self, source: str, rule: str, num_bytes: int) -> None:
-        stats = self._stats(source)
-        stats.removed[rule] = stats.removed.get(rule, 0) + 1
-        stats.removed_bytes[rule] = stats.removed_bytes.get(rule, 0) + num_bytes
+    def count_kept(self, source: str, num_bytes: int, language: str | None = None) -> None:
+        for stats in self._targets(source, language):
+            stats.documents_kept += 1
+            stats.bytes_kept += num_bytes
+
+    def count_removed(self, source: str, rule: str, num_bytes: int,
+                      language: str | None = None) -> None:
+        for stats in self._targets(source, language):
+            stats.removed[rule] = stats.removed.get(rule, 0) + 1
+            stats.removed_bytes[rule] = stats.removed_bytes.get(rule, 0) + num_bytes
 
     def count_read_error(self, source: str, rule: str, num_bytes: int = 0) -> None:
         """An unreadable unit counts as a document in that was removed by `rule`."""
@@ -96,14 +122,19 @@ class CurationReport:
     @classmethod
     def from_dict(cls, data: dict) -> "CurationReport":
         report = cls()
-        for name, s in data.get("sources", {}).items():
-            report.sources[name] = SourceStats(
+        def stats(s):
+            return SourceStats(
                 documents_in=int(s.get("documents_in", 0)),
                 documents_kept=int(s.get("documents_kept", 0)),
                 bytes_in=int(s.get("bytes_in", 0)),
                 bytes_kept=int(s.get("bytes_kept", 0)),
                 removed={k: int(v) for k, v in s.get("removed", {}).items()},
                 removed_bytes={k: int(v) for k, v in s.get("removed_bytes", {}).items()})
+
+        for name, s in data.get("sources", {}).items():
+            report.sources[name] = stats(s)
+            report.sources[name].languages = {
+                code: stats(v) for code, v in s.get("languages", {}).items()}
         return report
 
     def merge(self, other: "CurationReport") -> "CurationReport":
@@ -112,10 +143,21 @@ class CurationReport:
         return self
 
     def format_table(self) -> str:
-        """A fixed-width table: one row per count and rule, one column per source + total."""
+        """A fixed-width table: one row per count and rule, one column per source + total;
+        then, when languages were identified, the same table with one column per
+        source/language."""
         names = sorted(self.sources)
-        columns = [self.sources[n] for n in names] + [self.total()]
-        headers = ["rule"] + names + ["total"]
+        table = self._table(["rule"] + names + ["total"],
+                            [self.sources[n] for n in names] + [self.total()])
+        by_language = [(f"{n}/{code}", self.sources[n].languages[code]) for n in names
+                       for code in sorted(self.sources[n].languages)]
+        if by_language:
+            table += "\n\nby language\n" + self._table(
+                ["rule"] + [h for h, _ in by_language], [s for _, s in by_language])
+        return table
+
+    @staticmethod
+    def _table(headers, columns) -> str:
         rules = sorted({r for s in columns for r in s.removed})
         rows = [
             ["documents in"] + [f"{s.documents_in:,}" for s in columns],

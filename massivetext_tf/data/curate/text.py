@@ -11,7 +11,9 @@ Definitions used by every rule (the paper does not pin them down):
   digits, underscores, punctuation and symbols are not).
 - unspaced language: a language code whose primary subtag is in the config's
   `unspaced_languages` (zh, ja, th, ...); its length unit is the non-whitespace character and
-  its repetition n-grams are character n-grams.
+  its repetition n-grams are character n-grams, unless the language has a segmenter
+  (`segmenters`, by default jieba for zh; `segment.py`): then its words are the segmenter's
+  and every word rule applies to them.
 
 `TextView` computes each of these at most once per document so that the quality and
 repetition stages share the work.
@@ -67,11 +69,19 @@ def count_words_capped(text: str, cap: int) -> int:
 class TextView:
     """Lazily computed, cached views of one document's text."""
 
-    __slots__ = ("text", "_words", "_lines", "_paragraphs", "_nonspace")
+    __slots__ = ("text", "_words", "_lines", "_paragraphs", "_nonspace", "_segmented")
 
     def __init__(self, text: str):
         self.text = text
         self._words = self._lines = self._paragraphs = self._nonspace = None
+        self._segmented = None
+
+    def segmented(self, segmenter: str) -> list[str]:
+        """The words from a segmenter (`segment.py`), computed once per document."""
+        if self._segmented is None or self._segmented[0] != segmenter:
+            from massivetext_tf.data.curate.segment import segment
+            self._segmented = (segmenter, segment(self.text, segmenter))
+        return self._segmented[1]
 
     @property
     def words(self) -> list[str]:
@@ -100,12 +110,18 @@ class TextView:
             self._nonspace = WHITESPACE_RUN.sub("", self.text)
         return self._nonspace
 
-    def units(self, unspaced: bool):
-        """(hashes, lengths) of the repetition units: words, or non-whitespace characters.
+    def units(self, unspaced: bool, segmenter: str | None = None):
+        """(hashes, lengths) of the repetition units: words (a segmenter's words when one is
+        given), or non-whitespace characters.
 
         hashes: uint64 array, equal units have equal values (within this document).
         lengths: int64 array of the units' character lengths.
         """
+        if segmenter is not None:
+            words = self.segmented(segmenter)
+            n = len(words)
+            hashes = np.fromiter(map(hash, words), dtype=np.int64, count=n).view(np.uint64)
+            return hashes, np.fromiter(map(len, words), dtype=np.int64, count=n)
         if unspaced:
             codes = np.frombuffer(self.nonspace.encode("utf-32-le"), dtype=np.uint32)
             return codes.astype(np.uint64), np.ones(len(codes), dtype=np.int64)
