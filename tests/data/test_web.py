@@ -335,3 +335,17 @@ def test_beam_direct_runner_matches_local_on_warc_with_lang_auto(tmp_path):
     assert tree(pathlib.Path(str(local) + "-rejected")) == tree(pathlib.Path(str(direct) + "-rejected"))
     report = json.loads(a["report.json"])["train"]["sources"]["web"]
     assert report["removed"]["read:blocked_url:regex"] == 6 and set(report["languages"]) >= {"en", "zh"}
+
+
+def test_prepare_data_on_error_raise_names_the_record(tmp_path):
+    path = tmp_path / "crawl.warc.gz"
+    offsets = _faulty_warc(path)
+    r = subprocess.run(
+        [sys.executable, str(PREPARE), "--source", f"cc={path}", "--curate-only",
+         "--on-error", "raise", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"prepare_data: error: {path}@{offsets[1]}: record <urn:uuid:")
+    assert last.endswith("payload is application/pdf, not HTML [read:not_html] (source 'cc')")
+    assert "Traceback" not in r.stderr
