@@ -57,6 +57,7 @@ DEMO_DEFAULTS = {
     "sample_temperature": 0.8,
     "eval_stride": None,  # sliding-window stride in tokens (default: half the window)
     "eval_batch_size": 16,
+    "eval_task_items": 40,  # items of each bundled task (tools/make_eval_tasks.py); 0 = none
     "export_max_new_tokens": 64,
 }
 
@@ -547,7 +548,8 @@ class Demo:
         fp["shards"] = _sha({"up": fp["tokenizer"], "v": 1})
         fp["train"] = _sha({"up": fp["shards"], "config": self.trainer_config,
                             "steps": self.opts.train_steps, "set": list(self.opts.overrides)})
-        fp["evaluate"] = _sha({"up": fp["train"], "stride": d["eval_stride"], "v": 1})
+        fp["evaluate"] = _sha({"up": fp["train"], "stride": d["eval_stride"], "v": 2,
+                               "task_items": d["eval_task_items"]})
         fp["generate"] = _sha({"up": fp["train"], "prompts": d["prompts"],
                                "n": d["sample_tokens"], "k": d["sample_top_k"],
                                "t": d["sample_temperature"]})
@@ -819,12 +821,35 @@ class Demo:
                              **dict(mcfg.get("overrides") or {}), vocabulary_size=vocab)
         res["untrained"] = model_bits_per_byte(fresh, eval_docs, eval_bytes, bos_id=bos,
                                                window=window, stride=stride, batch_size=bs)
+        res["tasks"] = self._bundled_tasks(trained, bs)
         res["seconds"] = time.perf_counter() - t0
         res["eval_documents"] = len(eval_docs)
         res["held_out"] = list(self.demo["held_out"])
         write_text(self.paths["eval"], json.dumps(res, indent=1))
         self._print_eval(res)
         return self._mark("evaluate", fp, [self.paths["eval"]], eval=res)
+
+    def _bundled_tasks(self, trained, batch_size) -> dict:
+        """The bundled Shakespeare tasks (massivetext_tf.evaluation.bundled, built from the
+        held-out plays into RUN_DIR/eval_tasks) on the trained model: `{task: {metric:
+        {"value", "stderr", "items"}}}`."""
+        n = int(self.demo["eval_task_items"] or 0)
+        if not n:
+            return {}
+        from massivetext_tf.evaluation import bundled, evaluate_task, from_task, load_task
+
+        out_dir = f"{self.run_dir}/eval_tasks"
+        bundled.write(out_dir, bundled.build(self.demo["held_out"], items=n))
+        adapter = from_task(trained, jit_compile=False, batch_size=batch_size)
+        out = {}
+        for name, metrics in ((bundled.LAST_WORD, ("accuracy", "perplexity")),
+                              (bundled.NEXT_LINE, ("accuracy", "accuracy_per_byte"))):
+            task = load_task(f"{out_dir}/{name}.yaml")
+            task.config["metrics"] = list(metrics)
+            rows = evaluate_task(adapter, task, bootstrap_iters=200)
+            out[name] = {r["metric"]: {"value": r["value"], "stderr": r["stderr"], "items": r["num_scored"]}
+                         for r in rows}
+        return out
 
     def _print_eval(self, res):
         m = res["model"]
@@ -834,6 +859,15 @@ class Demo:
         self.say(f"  {'trained model':34s} {m['bits_per_byte']:.3f}")
         self.say(f"  {'unigram over tokens (add-one)':34s} {res['unigram']['bits_per_byte']:.3f}")
         self.say(f"  {'untrained model':34s} {res['untrained']['bits_per_byte']:.3f}")
+        tasks = res.get("tasks") or {}
+        if tasks:
+            self.say("bundled tasks from the held-out plays (tools/make_eval_tasks.py), trained model:")
+            chance = {"shakespeare_next_line": "chance 0.250"}
+            for name, metrics in tasks.items():
+                for metric, r in metrics.items():
+                    extra = f"  ({chance[name]})" if name in chance and metric.startswith("accuracy") else ""
+                    self.say(f"  {name + ' ' + metric:34s} {r['value']:.3f} ± {r['stderr']:.3f}"
+                             f"  [{r['items']} items]{extra}")
 
     # -- generation -------------------------------------------------------------------------
 
@@ -978,6 +1012,8 @@ class Demo:
             summary["heldout"] = {"plays": e["held_out"], "tokens": e["model"]["tokens"],
                                   "bytes": e["model"]["bytes"], "window": e["model"]["window"],
                                   "stride": e["model"]["stride"]}
+            summary["heldout_tasks"] = {name: {m: r["value"] for m, r in metrics.items()}
+                                        for name, metrics in (e.get("tasks") or {}).items()}
         if "generate" in results:
             summary["samples"] = results["generate"]["samples"]
             summary["loss_curve"] = self.paths["png"]
@@ -1000,6 +1036,11 @@ class Demo:
                      f"{b['unigram_bits_per_byte']:.3f}, untrained "
                      f"{b['untrained_bits_per_byte']:.3f}) after {t['steps']} steps, "
                      f"{t['tokens']:,} tokens, {t['train_seconds']:.0f} s of training")
+            tasks = s.get("heldout_tasks") or {}
+            if tasks:
+                self.say("held-out tasks: " + ", ".join(
+                    f"{name} {metric} {value:.3f}" for name, metrics in tasks.items()
+                    for metric, value in metrics.items()))
         rows = [("summary", self.paths["summary"]), ("corpus (JSONL)", self.paths["corpus"]),
                 ("curation report", f"{self.paths['data']}/report.json"),
                 ("rejected documents", f"{self.paths['curated']}/rejected"),

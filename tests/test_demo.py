@@ -138,6 +138,13 @@ def test_demo_end_to_end_at_ci_size(tmp_path):
     assert 0 < held < base["untrained_bits_per_byte"], summary
     assert 0 < base["unigram_bits_per_byte"] < base["untrained_bits_per_byte"]
     assert summary["heldout"]["plays"] == ["the-tempest"]
+    # the bundled tasks (tools/make_eval_tasks.py) from the held-out play, next to bits per byte
+    tasks = summary["heldout_tasks"]
+    assert 0 <= tasks["shakespeare_next_line"]["accuracy"] <= 1
+    assert 0 <= tasks["shakespeare_last_word"]["accuracy"] <= 1 and tasks["shakespeare_last_word"]["perplexity"] > 1
+    assert "shakespeare_next_line accuracy" in out2
+    marker = json.load(open(os.path.join(run_dir, "eval_tasks", "make_eval_tasks.json")))
+    assert marker["held_out"] == ["the-tempest"]
     assert set(summary["reused_stages"]) == {"corpus", "curate", "tokenizer", "shards"}
     png = os.path.join(run_dir, "loss_curve.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
