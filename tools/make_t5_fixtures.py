@@ -20,7 +20,10 @@ the model's logits on them (teacher forcing) and `generate()`'s greedy output.
 
 Both use a vocabulary of 100 rows, 8 relative-position buckets with max distance 20 and
 encoder/decoder lengths past that distance, more decoder than encoder layers, so every config
-field the converter reads changes the numbers. It also writes `hf_param_counts.json`:
+field the converter reads changes the numbers. `v1_0/` also gets a tiny T5-convention
+`spiece.model` saved by transformers' `T5Tokenizer(extra_ids=10)` with its tokenizer files, and
+`tokenizer_reference.json`: transformers' ids of a few strings (`--only tokenizer` rewrites just
+that part, leaving the checkpoints as they are). It also writes `hf_param_counts.json`:
 transformers' own parameter counts of the `t5_small`, `t5_base`, `t5_v1_1_small` and
 `t5_v1_1_base` architectures (built on the meta device, nothing allocated).
 """

@@ -5,7 +5,12 @@ seq2seq from JSONL (task.type=classification|seq2seq), LoRA with --set model.lor
         --strategy one_device --model-dir runs/cls --init-from runs/tiny/preset \
         --set task.train_file=train.jsonl --set task.eval_file=eval.jsonl --train-steps 200
 
-Prints the final metrics (accuracy / macro-F1, or BLEU / ROUGE-L) as one JSON line.
+A HuggingFace T5 checkpoint converted with tools/convert_checkpoint.py --from hf fine-tunes the
+same way (--init-from PRESET; its T5Tokenizer makes the decoder start from <pad>), e.g. on the
+bundled toy tasks: --config trainers/configs/finetune_t5_tiny.yaml (see docs/models.md).
+
+Prints the final metrics (accuracy / macro-F1, or BLEU / ROUGE-L / exact match / F1) as one
+JSON line.
 """
 import os
 import sys

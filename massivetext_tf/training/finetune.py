@@ -8,11 +8,16 @@ All three go through the same `Trainer` (same strategies, checkpoints, metrics):
   as text after the prompt (loss on the label tokens + eos only); evaluation is rank
   classification: the label whose tokens the model scores highest. Accuracy and macro-F1.
 - `task.type: seq2seq`: JSONL `{"input": ..., "target": ...}`; loss on the target; evaluation
-  decodes greedily and reports BLEU (sacrebleu) and ROUGE-L (rouge-score).
+  decodes greedily and reports BLEU (sacrebleu) and ROUGE-L (rouge-score) for translation and
+  summarization, and SQuAD exact match and token F1 for generative QA
+  (`massivetext_tf.evaluation.metrics`; a target may be a list of accepted answers, the first
+  is trained on).
 
 Decoder-only models see `[bos] prompt target [eos]` with the prompt built from
 `task.prompt_template`; encoder-decoder models get the prompt in the encoder and
-`[bos] target` in the decoder. `model.lora_rank > 0` trains LoRA adapters only
+`[start] target` in the decoder, where `start` is the model's decoder start token: `<s>` for
+the toolkit's tokenizers, `<pad>` = 0 for a T5 checkpoint (`T5Tokenizer`, e.g. a preset from
+`massivetext convert --from hf`). `model.lora_rank > 0` trains LoRA adapters only
 (`backbone.enable_lora`).
 """
 from __future__ import annotations
@@ -70,6 +75,17 @@ def _processor(cfg, model):
     return spm.SentencePieceProcessor(model_proto=proto)
 
 
+def _token_conventions(model) -> dict:
+    """The decoder start token of `model`'s tokenizer class: `<pad>` = 0 for a `T5Tokenizer`
+    (T5 checkpoints), else the toolkit's `<s>`."""
+    from massivetext_tf.models.encoder_decoder.t5 import T5Tokenizer
+
+    tokenizer = getattr(getattr(model, "preprocessor", None), "tokenizer", None)
+    if isinstance(tokenizer, T5Tokenizer):
+        return {"start_id": int(tokenizer.start_token_id), "t5": True}
+    return {"start_id": BOS, "t5": False}
+
+
 def is_seq2seq_model(model) -> bool:
     bb = getattr(model, "backbone", None)
     inp = getattr(bb, "input", {})
@@ -79,9 +95,10 @@ def is_seq2seq_model(model) -> bool:
 class TaskData:
     """Tokenized examples as fixed-length arrays, and the datasets built from them."""
 
-    def __init__(self, cfg, sp, examples, *, seq2seq: bool):
+    def __init__(self, cfg, sp, examples, *, seq2seq: bool, start_id: int = BOS, t5: bool = False):
         t = cfg.task
         self.cfg, self.sp, self.seq2seq = cfg, sp, seq2seq
+        self.start_id, self.t5 = start_id, t5
         self.L = cfg.data.sequence_length
         self.Ld = cfg.data.decoder_sequence_length or max(t.max_target_length + 1, 2)
         in_key = t.input_key
@@ -91,15 +108,31 @@ class TaskData:
                 raise ValueError(f"example {i} lacks task.input_key {in_key!r} or "
                                  f"task.target_key {tgt_key!r}: {str(ex)[:200]}")
         self.prompts = [t.prompt_template.format(input=ex[in_key]) for ex in examples]
-        self.targets = [str(ex[tgt_key]) for ex in examples]
+        # QA: a list of accepted answers; the first is the training target.
+        self.answers = [[str(a) for a in ex[tgt_key]] if isinstance(ex[tgt_key], list) and ex[tgt_key]
+                        else [str(ex[tgt_key])] for ex in examples]
+        self.targets = [answers[0] for answers in self.answers]
+
+    def _ids(self, text: str):
+        if self.t5:  # sentinels spaced as transformers' T5 tokenizers see them
+            from massivetext_tf.models.encoder_decoder.t5 import normalize_sentinels_text
+
+            text = normalize_sentinels_text(text)
+        return self.sp.encode(text)
+
+    def decode(self, ids) -> str:
+        """Text of generated ids; ids past the SentencePiece vocabulary (T5's embedding has
+        more rows than tokens) have none."""
+        size = self.sp.get_piece_size()
+        return self.sp.decode([i for i in ids if i < size])
 
     def encode(self, prompt: str, target: str):
         """-> (x dict of int32 arrays, y, w) for one example."""
-        p = self.sp.encode(prompt)
-        tgt = self.sp.encode(target)[: self.cfg.task.max_target_length] + [EOS]
+        p = self._ids(prompt)
+        tgt = self._ids(target)[: self.cfg.task.max_target_length] + [EOS]
         if self.seq2seq:
             enc = p[: self.L - 1] + [EOS]
-            dec = [BOS] + tgt[:-1]
+            dec = [self.start_id] + tgt[:-1]
             return (
                 {
                     "encoder_token_ids": _pad(enc, self.L),
@@ -207,7 +240,7 @@ def greedy_decode(trainer, data: TaskData, prompts, batch_size: int = 16) -> lis
         done = np.zeros(len(chunk), bool)
         if data.seq2seq:
             dec = np.zeros_like(x["decoder_token_ids"])
-            dec[:, 0] = BOS
+            dec[:, 0] = data.start_id
             for t in range(min(T, data.Ld - 1)):
                 x["decoder_token_ids"] = dec
                 x["decoder_padding_mask"] = (np.arange(data.Ld)[None] <= t).astype(np.int32).repeat(len(chunk), 0)
@@ -245,8 +278,17 @@ def greedy_decode(trainer, data: TaskData, prompts, batch_size: int = 16) -> lis
                     toks[b, lens[b]] = tok
                     generated[b].append(tok)
                     lens[b] += 1
-        outs.extend(data.sp.decode(g) for g in generated[:n])
+        outs.extend(data.decode(g) for g in generated[:n])
     return outs
+
+
+def qa_scores(hyps, answers) -> dict:
+    """Mean SQuAD exact match and token F1 (`massivetext_tf.evaluation.metrics`) of each
+    hypothesis against its accepted answers."""
+    from massivetext_tf.evaluation import metrics
+
+    return {"exact_match": metrics.mean(metrics.exact_match(h, a) for h, a in zip(hyps, answers)),
+            "f1": metrics.mean(metrics.token_f1(h, a) for h, a in zip(hyps, answers))}
 
 
 def bleu_rouge(hyps, refs) -> dict:
@@ -292,9 +334,10 @@ def finetune(cfg, **kwargs) -> dict:
         probe = loop_lib.build_model(cfg, tokenizer=data_lib.tokenizer_path(cfg))
     sp = _processor(cfg, probe)
     seq2seq = is_seq2seq_model(probe)
+    conventions = _token_conventions(probe)
     del probe
-    train_data = TaskData(cfg, sp, train_examples, seq2seq=seq2seq)
-    eval_data = TaskData(cfg, sp, eval_examples, seq2seq=seq2seq)
+    train_data = TaskData(cfg, sp, train_examples, seq2seq=seq2seq, **conventions)
+    eval_data = TaskData(cfg, sp, eval_examples, seq2seq=seq2seq, **conventions)
     holder["train"] = train_data.input_fn(shuffle=True)
     holder["eval"] = eval_data.input_fn(shuffle=False)
 
@@ -306,10 +349,12 @@ def finetune(cfg, **kwargs) -> dict:
         if t.type == "classification":
             scores = score_candidates(trainer, eval_data, eval_data.prompts, labels)
             pred = [labels[i] for i in scores.argmax(-1)]
-            acc = float(np.mean([p == y for p, y in zip(pred, eval_data.targets)]))
-            return {"accuracy": acc, "macro_f1": macro_f1(eval_data.targets, pred, labels)}
+            from massivetext_tf.evaluation import metrics
+
+            report = metrics.classification_report(zip(eval_data.targets, pred), labels)
+            return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
         hyps = greedy_decode(trainer, eval_data, eval_data.prompts)
-        return bleu_rouge(hyps, eval_data.targets)
+        return {**bleu_rouge(hyps, eval_data.targets), **qa_scores(hyps, eval_data.answers)}
 
     trainer = loop_lib.Trainer(cfg, strategy=strategy, train_input_fn=train_fn,
                                eval_input_fn=eval_fn, **kwargs)
