@@ -8,8 +8,10 @@ Examples:
       --task tasks/capitals.yaml --task tasks/qa.yaml --num-fewshot 2
 
 --model takes a keras-hub preset directory (e.g. MODEL_DIR/preset, run in float32 unless
---dtype) or an exported SavedModel NAME/VERSION directory (scored through its forward and
-generate signatures); repeat it to put models side by side, `LABEL=PATH` to name a column.
+--dtype), an exported SavedModel NAME/VERSION directory (scored through its forward and
+generate signatures) or a training checkpoint MODEL_DIR/checkpoints/ckpt-N; repeat it to put
+models side by side, `LABEL=PATH` to name a column. --plot PNG draws each metric against the
+training tokens of checkpoints of one run.
 Prints the markdown table; exits 2 on bad input (one line naming the file, line and field).
 See docs/evaluation.md.
 """
@@ -35,6 +37,8 @@ def build_parser():
     add_source_args(p)  # --input, --source NAME=GLOB[:opts], --text-field, --format, --text-unit
     p.add_argument("--output", metavar="JSON", help="write every result row here (local or gs://)")
     p.add_argument("--markdown", metavar="MD", help="write the markdown tables here")
+    p.add_argument("--plot", metavar="PNG", help="each metric against training tokens, for checkpoints of one run "
+                                                 "(--model MODEL_DIR/checkpoints/ckpt-N ...)")
     p.add_argument("--num-fewshot", type=int, help="override every task's num_fewshot")
     p.add_argument("--limit", type=int, help="evaluate only the first N items of each task")
     p.add_argument("--seed", type=int, help="override every task's few-shot seed")
@@ -71,6 +75,8 @@ def main(argv=None):
                                  ("--max-length", args.max_length, 2), ("--stride", args.stride, 1)):
             if value is not None and value < low:
                 return bad(f"{flag} must be at least {low}, got {value}")
+        if args.plot and len(args.model) < 2:
+            return bad("--plot: needs checkpoints of one run, at least two --model MODEL_DIR/checkpoints/ckpt-N")
         specs = sources_from_args(args)
         if not specs and not args.task:
             return bad("nothing to evaluate: give --task YAML and/or --source NAME=GLOB")
@@ -108,6 +114,13 @@ def main(argv=None):
                 "bootstrap_iters": args.bootstrap_iters, "stride": args.stride, "max_length": args.max_length,
                 "rolling_windows": args.rolling_windows}
     document = report.results_document(runs, protocol=protocol)
+    if args.plot:
+        try:
+            report.plot_against_tokens(document, args.plot)
+        except ValueError as e:
+            return bad(str(e))
+        except ImportError:
+            return bad("--plot needs matplotlib (pip install -e '.[demo]')")
     if args.output:
         report.write_json(args.output, document)
     if args.markdown:

@@ -449,6 +449,11 @@ def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="fl
     `NAME/VERSION` directory (scored through its signatures)."""
     path = str(path).rstrip("/")
     gfile = _gfile()
+    checkpoint = _CHECKPOINT.match(path)
+    if checkpoint and gfile.exists(f"{path}.index"):
+        return _load_checkpoint(path, checkpoint.group(1), int(checkpoint.group(2)), name=name,
+                                batch_size=batch_size, max_length=max_length, stride=stride,
+                                jit_compile=jit_compile)
     if not gfile.exists(path):
         raise ModelLoadError(f"--model {path}: does not exist")
     if gfile.isdir(path) and not is_saved_model(path) and not gfile.exists(_join(path, "config.json")):
@@ -490,10 +495,66 @@ def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="fl
     if getattr(getattr(task, "preprocessor", None), "tokenizer", None) is None:
         raise ModelLoadError(f"--model {path}: the preset has no tokenizer (save it with one)")
     info = {"path": path, "checkpoint": {"weights_sha256": _sha256(_join(path, "model.weights.h5"))}}
+    run = _run_of_preset(path)
+    if run:
+        info["checkpoint"].update(run)
     meta = io.read_json(_join(path, "metadata.json"), default=None)
     if isinstance(meta, dict):
         info["checkpoint"]["metadata"] = {k: meta[k] for k in sorted(meta) if not isinstance(meta[k], (dict, list))}
     return from_task(task, name=name or _preset_name(path), batch_size=batch_size,
+                     max_length=max_length, stride=stride, jit_compile=jit_compile, info=info)
+
+
+_CHECKPOINT = __import__("re").compile(r"^(.*)/checkpoints/ckpt-(\d+)$")
+
+
+def _run_config(model_dir: str):
+    from massivetext_tf.training import config as config_lib
+    from massivetext_tf.training.run_dir import latest_config_path
+
+    cfg_path = latest_config_path(model_dir)
+    return config_lib.read_config(cfg_path) if cfg_path else None
+
+
+def _training_position(cfg, step: int) -> dict:
+    return {"step": int(step), "tokens": int(step) * cfg.data.global_batch_size * cfg.data.sequence_length}
+
+
+def _run_of_preset(path: str) -> dict | None:
+    """A training run's `MODEL_DIR/preset` (saved at the run's end, with its last checkpoint):
+    that checkpoint's step and training tokens."""
+    if not path.endswith("/preset"):
+        return None
+    model_dir = path[: -len("/preset")]
+    try:
+        cfg = _run_config(model_dir)
+        import tensorflow as tf
+
+        latest = tf.train.latest_checkpoint(f"{model_dir}/checkpoints") if cfg else None
+    except (ValueError, OSError):
+        return None
+    found = _CHECKPOINT.match(latest or "")
+    return _training_position(cfg, int(found.group(2))) if found else None
+
+
+def _load_checkpoint(path, model_dir, step, *, name, batch_size, max_length, stride, jit_compile):
+    """`MODEL_DIR/checkpoints/ckpt-N` of a training run: the run's model (its recorded config
+    and the data's tokenizer) with that checkpoint's weights, float32."""
+    from massivetext_tf.training import data as data_lib
+    from massivetext_tf.training.checkpoint import restore_model_weights
+    from massivetext_tf.training.loop import build_model
+
+    cfg = _run_config(model_dir)
+    if cfg is None:
+        raise ModelLoadError(f"--model {path}: {model_dir} has no config.yaml (not a training run's directory)")
+    tokenizer = data_lib.tokenizer_path(cfg)
+    if not tokenizer:
+        raise ModelLoadError(f"--model {path}: the run's data ({cfg.data.dir}) has no tokenizer.model")
+    task = build_model(cfg, tokenizer=tokenizer)
+    restore_model_weights(task, path)
+    position = _training_position(cfg, step)
+    info = {"path": path, "format": "checkpoint", "run": model_dir, "checkpoint": {"path": path, **position}}
+    return from_task(task, name=name or f"{_preset_name(model_dir)}@{step}", batch_size=batch_size,
                      max_length=max_length, stride=stride, jit_compile=jit_compile, info=info)
 
 

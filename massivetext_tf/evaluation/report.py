@@ -93,3 +93,48 @@ def write_json(path, document) -> None:
 
 def write_markdown(path, document) -> None:
     io.atomic_write(path, markdown(document))
+
+
+def plot_against_tokens(document, path) -> int:
+    """One panel per (task, metric): the value (± stderr) of every model that records its
+    training tokens (`checkpoint.tokens`: `MODEL_DIR/checkpoints/ckpt-N`, a run's
+    `MODEL_DIR/preset`, continuous evaluation's results) against those tokens, the way the
+    Gopher paper plots performance over training. Writes a PNG (local or gs://); returns the
+    number of panels. `ValueError` if fewer than two models record their tokens."""
+    import io as _io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tokens = {m["name"]: (m.get("checkpoint") or {}).get("tokens") for m in document["models"]}
+    tokens = {k: v for k, v in tokens.items() if isinstance(v, int)}
+    if len(tokens) < 2:
+        raise ValueError("--plot: needs at least two models that record their training tokens "
+                         "(checkpoints of one run: --model MODEL_DIR/checkpoints/ckpt-N ...)")
+    series = {}
+    for r in document["results"]:
+        if r["model"] in tokens and isinstance(r.get("value"), (int, float)) and math.isfinite(r["value"]):
+            se = r.get("stderr")
+            se = se if isinstance(se, (int, float)) and math.isfinite(se) else 0.0
+            series.setdefault((r["task"], r["metric"]), []).append((tokens[r["model"]], r["value"], se))
+    keys = sorted(series)
+    cols = min(3, len(keys)) or 1
+    rows = (len(keys) + cols - 1) // cols or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        points = sorted(series[key])
+        x, y, e = zip(*points)
+        ax.errorbar(x, y, yerr=e, marker="o", capsize=3)
+        ax.set_title(f"{key[0]}: {key[1]}", fontsize=9)
+        ax.set_xlabel("training tokens")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    io.atomic_write(path, buffer.getvalue())
+    return len(keys)
