@@ -10,6 +10,14 @@ on a shared machine. The input pipeline number is tokens/s delivered by
 training rate on the same batches, for the >= 10x headroom check. `--curation-only` stops
 after the curation numbers.
 
+`--web WARC [WARC ...]` instead runs the web pipeline (read WARC, extract, identify language,
+quality, repetition, exact + MinHash dedup) and datatrove's pipeline on the same files
+(`massivetext_tf.data.curate.webbench`: what datatrove's run includes and leaves out), and
+prints both throughputs in MB of WARC per CPU-second and their agreement; its JSON line holds
+`mb_per_cpu_second`, `datatrove_mb_per_cpu_second`, `ratio` and `agreement`. Build WARC files
+with `tools/make_web_testdata.py` (the datatrove side needs the files in one folder and
+`pip install datatrove[processing] spacy faust-cchardet python-magic warcio`).
+
 Prints one JSON line at the end.
 """
 import argparse
@@ -112,6 +120,30 @@ def bench_model(data_dir, preset, seq_len, batch, steps):
             (time.perf_counter() - t0)}
 
 
+def bench_web(args) -> int:
+    from massivetext_tf.data.curate import webbench
+
+    result = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
+              "date": time.strftime("%Y-%m-%d"), "warc_files": len(args.web),
+              "warc_megabytes": round(webbench._warc_megabytes(args.web), 3)}
+    webbench.run_ours(args.web[:1])  # load the models once (langid, extractor) outside timing
+    ours = webbench.run_ours(args.web, args.repeats)
+    print(f"ours (FastWARC, Resiliparse, langid, quality, repetition, exact + MinHash dedup): "
+          f"{ours}", file=sys.stderr)
+    theirs = webbench.run_datatrove(args.web, args.repeats)
+    print(f"datatrove (WarcReader, Trafilatura, Gopher repetition + quality; no langid, no "
+          f"dedup): {theirs}", file=sys.stderr)
+    agree = webbench.agreement(args.web)
+    print(f"agreement of keep/reject decisions on the same texts: {agree}", file=sys.stderr)
+    result.update({"ours": ours, "datatrove": theirs, "agreement_detail": agree,
+                   "mb_per_cpu_second": ours["mb_per_cpu_second"],
+                   "datatrove_mb_per_cpu_second": theirs["mb_per_cpu_second"],
+                   "ratio": ours["mb_per_cpu_second"] / theirs["mb_per_cpu_second"],
+                   "agreement": agree["agreement"]})
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,7 +155,11 @@ def main(argv=None):
     p.add_argument("--model-steps", type=int, default=20)
     p.add_argument("--curation-only", action="store_true",
                    help="only the curation numbers (skip the lm_dataset and model parts)")
+    p.add_argument("--web", nargs="+", metavar="WARC",
+                   help="benchmark the web pipeline against datatrove's on these WARC files")
     args = p.parse_args(argv)
+    if args.web:
+        return bench_web(args)
     docs = plays_documents()
     result = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
               "date": time.strftime("%Y-%m-%d")}

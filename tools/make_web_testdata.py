@@ -15,7 +15,8 @@ debian-edu-doc-zh-cn` then `dpkg-deb -x PKG.deb ROOT`), or install them and use 
     python tools/make_web_testdata.py --root /tmp/debdocs --output /tmp/webdata [--max-man 200]
 
 Writes OUTPUT/edu-en.warc.gz, OUTPUT/edu-zh.warc.gz (gzip member per record, as Common Crawl),
-OUTPUT/man-en.jsonl, OUTPUT/man-zh.jsonl and prints a JSON summary.
+OUTPUT/man-en.jsonl, OUTPUT/man-zh.jsonl, the same pages as OUTPUT/man-en.warc.gz and
+OUTPUT/man-zh.warc.gz (a paragraph per block of lines) and prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def render_man(path: str) -> str | None:
     return text.strip() or None
 
 
+def man_html(text: str) -> str:
+    """A rendered man page as HTML: a paragraph per block of lines."""
+    import html
+
+    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
+    body = "".join(f"<p>{html.escape(b.strip())}</p>" for b in blocks)
+    return f'<html><head><meta charset="utf-8"></head><body>{body}</body></html>'
+
+
 def man_pairs(root: str, max_pages: int) -> list[tuple[str, str, str]]:
     out = []
     for zh in sorted(glob.glob(os.path.join(root, "usr/share/man/zh_CN/man[1-8]/*.gz"))):
@@ -115,6 +125,11 @@ def main(argv=None) -> int:
                 f.write(json.dumps({"id": pair[0], "text": pair[column]}, ensure_ascii=False)
                         + "\n")
         summary[f"man-{code}.jsonl"] = len(pairs)
+        with open(os.path.join(args.output, f"man-{code}.warc.gz"), "wb") as f:
+            for pair in pairs:
+                url = f"https://manpages.debian.org/bookworm/{code}/{pair[0]}.html"
+                f.write(warc_record(url, man_html(pair[column]).encode("utf-8")))
+        summary[f"man-{code}.warc.gz"] = len(pairs)
     print(json.dumps(summary, sort_keys=True))
     return 0
 

@@ -145,7 +145,7 @@ NORMALIZATIONS = ("none", "nfkc", "ftfy")
 def normalize_text(text: str, how: str) -> str:
     """`none`: as is; `nfkc`: Unicode NFKC; `ftfy`: mojibake and HTML-entity repair with ftfy
     (`fix_text`, which also applies NFC), then NFKC."""
-    if how == "none":
+    if how == "none" or text.isascii():  # ASCII: no mojibake, NFKC changes nothing
         return text
     if how == "ftfy":
         text = _ftfy().fix_text(text, normalization="NFC")
