@@ -309,6 +309,7 @@ def test_prepare_data_warc_lang_auto_blocklist_end_to_end(tmp_path):
 
 # ------------------------------------------------------------ 8. Beam runs the same stages
 
+@pytest.mark.slow  # ~30 s: two full runs, one of them on Beam
 def test_beam_direct_runner_matches_local_on_warc_with_lang_auto(tmp_path):
     pytest.importorskip("apache_beam")
     from massivetext_tf.data import beam, prepare
