@@ -133,10 +133,13 @@ class ModelAdapter:
         info: a dict describing the model (path, format, checkpoint), copied into results.
         task: the Keras decoder-only task behind `module`, if any: then requests that share
             a context are scored from one key/value cache of that context (`share_context`).
+        decoder_start_id: the encoder-decoder's first decoder token: `<s>` = 2 for the
+            toolkit's own models, `<pad>` = 0 for T5 checkpoints (the export's
+            `token_conventions`).
     """
 
     def __init__(self, module, tokenizer_proto, kind, max_length, *, batch_size=DEFAULT_BATCH_SIZE,
-                 info=None, stride=None, task=None, share_context=True):
+                 info=None, stride=None, task=None, share_context=True, decoder_start_id=BOS_ID):
         if kind not in ("decoder_only", "encoder_decoder"):
             raise ValueError(f"unknown model kind {kind!r}")
         self.module = module
@@ -145,6 +148,7 @@ class ModelAdapter:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.stride = stride
+        self.decoder_start_id = int(decoder_start_id)
         self.info = dict(info or {})
         self.info.setdefault("kind", kind)
         self.info.setdefault("max_length", self.max_length)
@@ -310,7 +314,7 @@ class ModelAdapter:
             return None, None, False
         truncated = len(ctx) + 1 > window
         encoder = ctx[-(window - 1):] + [EOS_ID] if window > 1 else [EOS_ID]
-        return ({"encoder": encoder, "input": [BOS_ID] + cont, "targets": labels},
+        return ({"encoder": encoder, "input": [self.decoder_start_id] + cont, "targets": labels},
                 (0, len(labels)), truncated)
 
     def loglikelihood_rolling(self, texts, *, stride=None, windows="stride"):
@@ -346,7 +350,8 @@ class ModelAdapter:
                 for s in range(0, len(tokens), chunk):
                     piece = list(tokens[s: s + chunk])
                     encoder = list(tokens[max(0, s - chunk): s]) + [EOS_ID]
-                    rows.append({"encoder": encoder, "input": [BOS_ID] + piece[:-1], "targets": piece})
+                    rows.append({"encoder": encoder, "input": [self.decoder_start_id] + piece[:-1],
+                                 "targets": piece})
                     owners.append((i, 0, len(piece)))
         totals = np.zeros(len(token_lists), np.float64)
         counts = np.zeros(len(token_lists), np.int64)
@@ -432,7 +437,8 @@ def model_kind(task) -> str:
 def from_task(task, *, name=None, batch_size=DEFAULT_BATCH_SIZE, max_length=None, stride=None,
               jit_compile=True, info=None, share_context=True) -> ModelAdapter:
     """An adapter over an in-memory Keras task (its tokenizer attached)."""
-    from massivetext_tf.export.saved_model import build_serving_module, resolve_max_length, tokenizer_proto
+    from massivetext_tf.export.saved_model import (build_serving_module, resolve_max_length,
+                                                   token_conventions, tokenizer_proto)
 
     kind = model_kind(task)
     length = resolve_max_length(task, max_length)
@@ -440,7 +446,8 @@ def from_task(task, *, name=None, batch_size=DEFAULT_BATCH_SIZE, max_length=None
     info = {"name": name or task.name, "format": "keras", "dtype": task.dtype_policy.name,
             **(info or {})}
     return ModelAdapter(module, tokenizer_proto(task), kind, length, batch_size=batch_size,
-                        info=info, stride=stride, task=task, share_context=share_context)
+                        info=info, stride=stride, task=task, share_context=share_context,
+                        decoder_start_id=token_conventions(task)["decoder_start_id"])
 
 
 def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="float32",
@@ -487,7 +494,8 @@ def load_model(path: str, *, name=None, batch_size=DEFAULT_BATCH_SIZE, dtype="fl
                 "checkpoint": {"variables_index_sha256": _sha256(_join(path, "variables", "variables.index"))},
                 "model_class": export.get("model_class")}
         return ModelAdapter(loaded, proto, export["model_kind"], length,
-                            batch_size=min(batch_size, cap), info=info, stride=stride)
+                            batch_size=min(batch_size, cap), info=info, stride=stride,
+                            decoder_start_id=export.get("decoder_start_id", BOS_ID))
     if not gfile.exists(_join(path, "config.json")):
         raise ModelLoadError(f"--model {path}: neither a SavedModel (saved_model.pb) nor a keras-hub "
                              "preset directory (config.json), e.g. MODEL_DIR/preset or saved_models/NAME/1")

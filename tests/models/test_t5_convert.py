@@ -192,3 +192,33 @@ def test_convert_sharded_bf16(tmp_path):
                             "decoder_padding_mask": np.ones_like(ref["decoder_token_ids"])}))
     assert np.abs(logits - ref["logits"]).max() / np.abs(ref["logits"]).max() < 1e-4
     assert (tmp_path / "p" / "model.weights.h5").exists()
+
+
+@pytest.mark.slow
+def test_evaluation_scores_a_converted_t5_from_pad(converted):
+    """`tools/evaluate.py`'s adapter scores a T5 continuation as T5 does: the decoder starts
+    from `<pad>` = 0 (not the toolkit's `<s>`), labels end with `</s>`."""
+    from massivetext_tf.evaluation import adapters
+
+    adapter = adapters.load_model(converted, batch_size=2)
+    assert adapter.decoder_start_id == 0
+    context, continuation = "the quick brown fox", "the lazy dog"
+    [result] = adapter.loglikelihood([(context, continuation)])
+
+    lm = adapter.task if adapter.task is not None else None
+    from massivetext_tf import models
+
+    lm = lm or models.load(converted)
+    tokenizer = lm.preprocessor.tokenizer
+    source = [int(i) for i in tokenizer(context)] + [1]
+    target = [int(i) for i in tokenizer(continuation)]
+    logits = np.asarray(lm({"encoder_token_ids": np.array([source], np.int32),
+                            "encoder_padding_mask": np.ones([1, len(source)], np.int32),
+                            "decoder_token_ids": np.array([[0] + target], np.int32),
+                            "decoder_padding_mask": np.ones([1, len(target) + 1], np.int32)}),
+                        np.float64)[0]
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    expected = float(sum(log_probs[i, t] for i, t in enumerate(target + [1])))
+    assert result.num_tokens == len(target) + 1
+    assert abs(result.logprob - expected) < 1e-3 * max(1.0, abs(expected))
