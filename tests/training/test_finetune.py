@@ -166,6 +166,22 @@ def test_t5_checkpoint_finetunes_qa_and_classification(tmp_path, t5_preset):
     assert cls["eval_accuracy"] >= 0.8 and 0.0 <= cls["eval_macro_f1"] <= 1.0
 
 
+@pytest.mark.slow
+def test_t5_checkpoint_finetunes_translation(tmp_path, t5_preset):
+    """Translation on the bundled toy pairs, full fine-tuning of the converted T5: the loss
+    falls, and evaluation at eval_every reports BLEU (sacrebleu) and ROUGE-L from greedy
+    decodes that start from T5's <pad>."""
+    import massivetext_tf.training.finetune as ft
+
+    root, preset = t5_preset
+    mt = ft.finetune(t5_cfg(tmp_path / "mt", root, preset, {
+        "name": "translation", "type": "seq2seq", "input_key": "input", "target_key": "target",
+        "max_target_length": 8}, steps=40))
+    assert mt["history"][-1] < 0.5 * mt["history"][0]
+    assert 0.0 <= mt["eval_bleu"] <= 100.0
+    assert 0.0 <= mt["eval_rouge_l"] <= 1.0
+
+
 def test_finetune_qa_scores_use_every_accepted_answer():
     from massivetext_tf.training.finetune import qa_scores
 
