@@ -1,4 +1,10 @@
-"""Pre-norm transformer blocks: a decoder block (optional cross-attention) and an encoder block."""
+"""Pre-norm transformer blocks: a decoder block (optional cross-attention) and an encoder block.
+
+Rematerialization: a block whose `remat` attribute is True (set by the backbone's
+`set_remat("block")`, a training setting, not part of the config) runs through `keras.remat`
+(`tf.recompute_grad` on TensorFlow, `jax.checkpoint` on JAX): only its inputs are kept for the
+backward pass, and its activations are recomputed there.
+"""
 import keras
 
 from massivetext_tf.layers.attention import CachedAttention
@@ -69,6 +75,21 @@ class _Block(keras.layers.Layer):
         self.feed_forward_norm = norm("feed_forward_norm")
         self.feed_forward = None  # built once the width is known
         self.residual_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        # Recompute this block in the backward pass (`set_remat`); not serialized.
+        self.remat = False
+
+    def _rematerialized(self, forward, floats, training):
+        """`forward(*floats)` through `keras.remat`, which differentiates only positional
+        arguments (the float tensors gradients flow to); masks and flags are closed over.
+
+        Dropout would draw new masks when the block is recomputed, so the gradient would not
+        be the gradient of the forward pass: refused."""
+        if training and self.dropout > 0:
+            raise ValueError(
+                f"remat: block rematerialization needs dropout 0 in training ({self.name} has "
+                f"dropout {self.dropout}): the recomputed block would draw new dropout masks"
+            )
+        return keras.remat(forward)(*floats)
 
     def build(self, x_shape, encoder_outputs_shape=None):
         input_shape = x_shape
@@ -155,6 +176,48 @@ class DecoderBlock(_Block):
         cross_attention_cache=None,
         training=None,
     ):
+        if self.remat and cache is None and cross_attention_cache is None:
+            floats = [t for t in (x, attention_bias, encoder_outputs) if t is not None]
+
+            def forward(*args):
+                args = iter(args)
+                return self._forward(
+                    next(args),
+                    segments,
+                    None if attention_bias is None else next(args),
+                    relative_table=relative_table,
+                    encoder_outputs=None if encoder_outputs is None else next(args),
+                    encoder_segments=encoder_segments,
+                    training=training,
+                )
+
+            return self._rematerialized(forward, floats, training)
+        return self._forward(
+            x,
+            segments,
+            attention_bias,
+            cache=cache,
+            cache_update_index=cache_update_index,
+            relative_table=relative_table,
+            encoder_outputs=encoder_outputs,
+            encoder_segments=encoder_segments,
+            cross_attention_cache=cross_attention_cache,
+            training=training,
+        )
+
+    def _forward(
+        self,
+        x,
+        segments=None,
+        attention_bias=None,
+        cache=None,
+        cache_update_index=None,
+        relative_table=None,
+        encoder_outputs=None,
+        encoder_segments=None,
+        cross_attention_cache=None,
+        training=None,
+    ):
         drop = lambda h: self.residual_dropout(h, training=training)
         h = self.attention(
             self.attention_norm(x),
@@ -211,6 +274,15 @@ class EncoderBlock(_Block):
         super().build(x_shape)
 
     def call(self, x, segments=None, attention_bias=None, training=None):
+        if self.remat:
+            if attention_bias is None:
+                forward = lambda x: self._forward(x, segments, None, training)
+                return self._rematerialized(forward, [x], training)
+            forward = lambda x, bias: self._forward(x, segments, bias, training)
+            return self._rematerialized(forward, [x, attention_bias], training)
+        return self._forward(x, segments, attention_bias, training)
+
+    def _forward(self, x, segments, attention_bias, training):
         h = self.attention(
             self.attention_norm(x),
             query_segments=segments,
@@ -223,3 +295,14 @@ class EncoderBlock(_Block):
             self.feed_forward(self.feed_forward_norm(x), training=training), training=training
         )
         return x
+
+
+def set_remat(blocks, mode):
+    """Turns block rematerialization on (`mode="block"`) or off (`"none"`) for `blocks`."""
+    if mode not in REMAT_MODES:
+        raise ValueError(f"remat: {mode!r} is not one of {', '.join(REMAT_MODES)}")
+    for block in blocks:
+        block.remat = mode == "block"
+
+
+REMAT_MODES = ("none", "block")

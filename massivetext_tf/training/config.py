@@ -70,6 +70,7 @@ class RuntimeConfig:
     tpu: Optional[str] = None  # TPU name/address ("local" on a TPU VM)
     mixed_precision: str = "float32"  # float32 | bfloat16 | float16 (loss scaling, GPU)
     jit_compile: str = "auto"  # auto | true | false (auto: XLA unless unsupported)
+    remat: str = "none"  # none | block (recompute each block's activations in the backward pass)
     train_steps: int = 1000
     steps_per_loop: int = 10
     log_every: int = 10
@@ -123,6 +124,7 @@ _CHOICES = {
     "runtime.strategy": ("one_device", "mirrored", "multi_worker_mirrored", "tpu"),
     "runtime.mixed_precision": ("float32", "bfloat16", "float16"),
     "runtime.jit_compile": ("auto", "true", "false"),
+    "runtime.remat": ("none", "block"),
     "runtime.on_nonfinite": ("stop", "skip"),
     "task.type": ("lm", "classification", "seq2seq"),
 }

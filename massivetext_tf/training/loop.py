@@ -108,6 +108,25 @@ def build_model(cfg, *, tokenizer: str | None = None):
     return model
 
 
+def set_remat(model, mode: str) -> None:
+    """runtime.remat on a built model: `block` makes every transformer block of its backbone
+    recompute its activations in the backward pass (`keras.remat`, i.e. `tf.recompute_grad`,
+    inside the XLA step and under every strategy). Only the step's memory and time change."""
+    backbone = getattr(model, "backbone", None)
+    if not hasattr(backbone, "set_remat"):
+        raise ValueError(
+            f"runtime.remat: {mode!r} needs a massivetext_tf model (GopherBackbone or "
+            f"EncoderDecoderBackbone); {type(backbone).__name__} has no blocks to recompute"
+        )
+    dropout = float(getattr(backbone, "dropout", 0.0) or 0.0)
+    if mode == "block" and dropout > 0:
+        raise ValueError(
+            f"runtime.remat: 'block' needs model dropout 0 (got {dropout:g}): a recomputed "
+            "block would draw new dropout masks (set model.overrides.dropout=0 or remat none)"
+        )
+    backbone.set_remat(mode)
+
+
 def model_input_keys(model) -> list[str] | None:
     """Input names the backbone declares (extra pipeline keys are dropped before the call)."""
     bb = getattr(model, "backbone", None)
@@ -184,6 +203,8 @@ class Trainer:
             if cfg.model.lora_rank:
                 # After loading the base weights (a checkpoint holds no LoRA variables).
                 self.model.backbone.enable_lora(cfg.model.lora_rank)
+            if rt.remat != "none":
+                set_remat(self.model, rt.remat)
             self.loss_scaling = rt.mixed_precision == "float16"
             self.optimizer = opt_lib.build_optimizer(
                 cfg.optimizer, train_steps=rt.train_steps, model=self.model,

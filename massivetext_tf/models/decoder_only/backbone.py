@@ -7,6 +7,7 @@ from massivetext_tf.layers import (
     LearnedPositionEmbedding,
     RMSNormalization,
     T5RelativePositionBias,
+    set_remat,
 )
 
 
@@ -131,6 +132,12 @@ class GopherBackbone(Backbone):
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.tie_word_embeddings = tie_word_embeddings
+
+    def set_remat(self, mode):
+        """`"block"`: recompute each decoder block's activations in the backward pass
+        (only block inputs are kept); `"none"`: keep them all (default). A training setting
+        (`runtime.remat`), not saved in the config; cached decoding is never rematerialized."""
+        set_remat(self.transformer_layers, mode)
 
     def get_config(self):
         return {

@@ -8,6 +8,7 @@ from massivetext_tf.layers import (
     LearnedPositionEmbedding,
     RMSNormalization,
     T5RelativePositionBias,
+    set_remat,
 )
 
 
@@ -248,6 +249,13 @@ class EncoderDecoderBackbone(Backbone):
         if self.tie_word_embeddings and self.rescale_tied_output:
             hidden_states = hidden_states * self.hidden_dim**-0.5
         return self.token_embedding(hidden_states, reverse=True)
+
+    def set_remat(self, mode):
+        """`"block"`: recompute each encoder and decoder block's activations in the backward
+        pass (only block inputs are kept); `"none"`: keep them all (default). A training
+        setting (`runtime.remat`), not saved in the config; cached decoding is never
+        rematerialized."""
+        set_remat(self.encoder_transformer_layers + self.decoder_transformer_layers, mode)
 
     def get_config(self):
         return {
