@@ -36,6 +36,7 @@ def run(*args):
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_plan_tool_prints_the_plan_and_names_a_bad_flag():
     ok = run("--preset", "gopher_1_4b", "--hardware", "H100", "--devices", "8",
              "--global-batch-tokens", "262144", "--sequence-length", "2048",
