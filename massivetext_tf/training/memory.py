@@ -21,7 +21,7 @@ Formulas (docs/training.md, "Planning memory"), N parameters, mesh data=D x mode
       gradient, 8 b L V.
   The tensor counts are the block's; that XLA keeps one [H, L, L] tensor a layer was read off
   one measured configuration (tools/benchmark_memory.py, 8 layers, d 256, L 2048) and checked
-  on three others (tests/training/test_plan.py, within 15%).
+  on three others (tests/training/test_plan.py): two within 15%, one 15.1% low (known gap).
   step time = 6 N' T / (devices x peak FLOP/s x MFU), N' = N + 2 layers d L (attention),
       and remat adds a forward pass of the blocks: x 4/3 on the block share.
   days = 20 N tokens (Chinchilla-optimal) / T tokens a step x step time / 86400.
