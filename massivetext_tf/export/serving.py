@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from massivetext_tf import io
 from massivetext_tf.export import models_config as mc
+from massivetext_tf.protowire import read_varint, varint
 
 MODELS_CONFIG = "models.config"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -235,23 +236,13 @@ def validate_name(name):
 # ----------------------------------------------------------------------------------------
 
 
-def _varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _field(number, payload):
     """A length-delimited field (wire type 2)."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+    return varint((number << 3) | 2) + varint(len(payload)) + payload
 
 
 def encode_prediction_log(model_name, signature_name, inputs):
@@ -269,15 +260,6 @@ def encode_prediction_log(model_name, signature_name, inputs):
     return _field(6, _field(1, request))
 
 
-def _read_varint(data, pos):
-    result, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 def _fields(data):
@@ -285,12 +267,12 @@ def _fields(data):
     bytes, varints as ints."""
     pos = 0
     while pos < len(data):
-        key, pos = _read_varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _read_varint(data, pos)
+            value, pos = read_varint(data, pos)
         elif wire == 2:
-            length, pos = _read_varint(data, pos)
+            length, pos = read_varint(data, pos)
             value, pos = bytes(data[pos : pos + length]), pos + length
         elif wire == 1:
             value, pos = bytes(data[pos : pos + 8]), pos + 8

@@ -23,6 +23,7 @@ from keras_hub.tokenizers import SentencePieceTokenizer
 
 from massivetext_tf.models.encoder_decoder.backbone import EncoderDecoderBackbone
 from massivetext_tf.models.encoder_decoder.preprocessor import EncoderDecoderSeq2SeqLMPreprocessor
+from massivetext_tf.protowire import read_varint, varint
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 DEFAULT_EXTRA_IDS = 100  # transformers' T5Tokenizer default
@@ -53,29 +54,8 @@ def normalize_sentinels(texts):
 # TensorFlow pins, so the few fields we touch are read and written by hand.)
 
 
-def _varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
-def _read_varint(data, pos):
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 def _fields(data):
@@ -83,15 +63,15 @@ def _fields(data):
     pos = 0
     while pos < len(data):
         start = pos
-        key, pos = _read_varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _read_varint(data, pos)
+            value, pos = read_varint(data, pos)
             payload = value
         elif wire == 1:
             payload, pos = data[pos:pos + 8], pos + 8
         elif wire == 2:
-            length, pos = _read_varint(data, pos)
+            length, pos = read_varint(data, pos)
             payload, pos = data[pos:pos + length], pos + length
         elif wire == 5:
             payload, pos = data[pos:pos + 4], pos + 4
@@ -128,8 +108,8 @@ def with_extra_ids(proto, extra_ids=DEFAULT_EXTRA_IDS):
     out = bytearray(proto)
     for n in reversed(range(extra_ids)):
         name = f"<extra_id_{n}>".encode()
-        piece = b"\x0a" + _varint(len(name)) + name + b"\x15\x00\x00\x00\x00" + b"\x18" + _varint(_USER_DEFINED)
-        out += b"\x0a" + _varint(len(piece)) + piece
+        piece = b"\x0a" + varint(len(name)) + name + b"\x15\x00\x00\x00\x00" + b"\x18" + varint(_USER_DEFINED)
+        out += b"\x0a" + varint(len(piece)) + piece
     return bytes(out)
 
 
