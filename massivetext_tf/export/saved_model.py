@@ -265,6 +265,20 @@ def resolve_max_length(task, max_length=None):
 # ----------------------------------------------------------------------------------------
 
 
+def _tokenize_fn(tokenizer, conventions):
+    """`tokenizer.tokenize`, after spacing `<extra_id_N>` as transformers does when the model
+    follows T5's conventions (`token_conventions`)."""
+    if not conventions["t5_sentinels"]:
+        return tokenizer.tokenize
+
+    def tokenize(texts):
+        from massivetext_tf.models.encoder_decoder.t5 import normalize_sentinels
+
+        return tokenizer.tokenize(normalize_sentinels(texts))
+
+    return tokenize
+
+
 def _decoder_only_functions(
     task, tokenizer, max_length, default_max_new_tokens, jit_compile, max_batch_size, max_chars
 ):
@@ -275,12 +289,7 @@ def _decoder_only_functions(
     conventions = token_conventions(task)
     start_id = conventions["decoder_start_id"]  # <s> = 2, or T5's <pad> = 0
 
-    def tokenize(texts):
-        if conventions["t5_sentinels"]:
-            from massivetext_tf.models.encoder_decoder.t5 import normalize_sentinels
-
-            texts = normalize_sentinels(texts)
-        return tokenizer.tokenize(texts)
+    tokenize = _tokenize_fn(tokenizer, conventions)
 
     def empty_cache(batch):
         return tf.zeros([batch, num_layers, 2, L, num_heads, key_dim], dtype=cache_dtype)
@@ -458,12 +467,7 @@ def _encoder_decoder_functions(
     conventions = token_conventions(task)
     start_id = conventions["decoder_start_id"]  # <s> = 2, or T5's <pad> = 0
 
-    def tokenize(texts):
-        if conventions["t5_sentinels"]:
-            from massivetext_tf.models.encoder_decoder.t5 import normalize_sentinels
-
-            texts = normalize_sentinels(texts)
-        return tokenizer.tokenize(texts)
+    tokenize = _tokenize_fn(tokenizer, conventions)
 
     def encode(texts):
         """Source packing as the training preprocessor: `tokens[:L-1] + [</s>]`, padded to L
