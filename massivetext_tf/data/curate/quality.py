@@ -101,10 +101,27 @@ def _spaced_checks(view: TextView, config: QualityConfig, language: str, exhaust
             return
     words = view.words
     n = len(words)
+    yield from _word_count_checks(view, words, config)
+    if n == 0:
+        return
+    alpha = 1.0 - _count_words_without_letter(text, n) / n
+    yield "alpha_words", alpha, alpha >= config.min_alpha_words_fraction
+    stop_words = config.stop_words.get(primary_language(language))
+    if stop_words and config.min_stop_words > 0:
+        cap = n if full_counts else config.min_stop_words
+        found = count_matches_capped(_stop_word_pattern(tuple(stop_words)), text, cap)
+        yield "stop_words", found, found >= config.min_stop_words
+
+
+def _word_count_checks(view: TextView, words, config: QualityConfig):
+    """The rules every word reading shares: word count, mean word length, `#` and ellipsis
+    ratios (when there are words), and the line rules."""
+    n = len(words)
     yield "min_words", n, n >= config.min_words
     yield "max_words", n, n <= config.max_words
     if n == 0:
         return
+    text = view.text
     mean = sum(map(len, words)) / n
     yield "min_mean_word_length", mean, mean >= config.min_mean_word_length
     yield "max_mean_word_length", mean, mean <= config.max_mean_word_length
@@ -113,13 +130,6 @@ def _spaced_checks(view: TextView, config: QualityConfig, language: str, exhaust
     ellipses = (text.count("...") + text.count("…")) / n
     yield "ellipsis_ratio", ellipses, ellipses <= config.max_ellipsis_word_ratio
     yield from _line_checks(view, config)
-    alpha = 1.0 - _count_words_without_letter(text, n) / n
-    yield "alpha_words", alpha, alpha >= config.min_alpha_words_fraction
-    stop_words = config.stop_words.get(primary_language(language))
-    if stop_words and config.min_stop_words > 0:
-        cap = n if full_counts else config.min_stop_words
-        found = count_matches_capped(_stop_word_pattern(tuple(stop_words)), text, cap)
-        yield "stop_words", found, found >= config.min_stop_words
 
 
 def _segmented_checks(view: TextView, config: QualityConfig, language: str, segmenter: str,
@@ -132,18 +142,9 @@ def _segmented_checks(view: TextView, config: QualityConfig, language: str, segm
         return
     words = view.segmented(segmenter)
     n = len(words)
-    yield "min_words", n, n >= config.min_words
-    yield "max_words", n, n <= config.max_words
+    yield from _word_count_checks(view, words, config)
     if n == 0:
         return
-    mean = sum(map(len, words)) / n
-    yield "min_mean_word_length", mean, mean >= config.min_mean_word_length
-    yield "max_mean_word_length", mean, mean <= config.max_mean_word_length
-    hashes = text.count("#") / n
-    yield "hash_ratio", hashes, hashes <= config.max_hash_word_ratio
-    ellipses = (text.count("...") + text.count("…")) / n
-    yield "ellipsis_ratio", ellipses, ellipses <= config.max_ellipsis_word_ratio
-    yield from _line_checks(view, config)
     alpha = sum(1 for w in words if _HAS_LETTER.search(w)) / n
     yield "alpha_words", alpha, alpha >= config.min_alpha_words_fraction
     stop_words = config.stop_words.get(primary_language(language))
