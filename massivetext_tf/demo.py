@@ -1,6 +1,6 @@
 """The end-to-end demo: Shakespeare's plays -> curated shards -> a Gopher-style model -> served.
 
-    python tools/demo.py [--run-dir runs/demo] [--config trainers/configs/demo.yaml] [--fresh]
+    python tools/demo.py [--run-dir runs/demo] [--config massivetext_tf/configs/demo.yaml] [--fresh]
 
 Stages (each writes its outputs under the run directory and a marker in `RUN/.stages/`; a
 later run reuses a stage whose marker matches its inputs and whose outputs exist):
@@ -39,7 +39,7 @@ from typing import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RUN_DIR = "runs/demo"
-DEFAULT_CONFIG = os.path.join(REPO, "trainers", "configs", "demo.yaml")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 HELD_OUT = ("hamlet", "the-tempest", "julius-caesar")
 STAGES = ("corpus", "curate", "tokenizer", "shards", "train", "evaluate", "generate", "export")
 SOURCE = "shakespeare"

@@ -1,5 +1,5 @@
 """The demo (tools/demo.py): corpus rendering, baselines, and the whole pipeline at CI size
-(trainers/configs/demo_ci.yaml): interrupt + resume, summary, PNG, exports run in fresh
+(massivetext_tf/configs/demo_ci.yaml): interrupt + resume, summary, PNG, exports run in fresh
 processes, and a second run that reuses every stage."""
 import json
 import math
@@ -14,7 +14,7 @@ import pytest
 from massivetext_tf import demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CI_CONFIG = os.path.join(REPO, "trainers", "configs", "demo_ci.yaml")
+CI_CONFIG = os.path.join(REPO, "massivetext_tf", "configs", "demo_ci.yaml")
 
 MARKDOWN = """# Romeo and Juliet
 

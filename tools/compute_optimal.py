@@ -1,7 +1,7 @@
 """Chinchilla-optimal model size and token count for a FLOP budget (Hoffmann et al. 2022).
 
     python tools/compute_optimal.py --flop-budget 5.76e23
-    python tools/compute_optimal.py --flop-budget 1e12 --config trainers/configs/gopher_tiny.yaml \
+    python tools/compute_optimal.py --flop-budget 1e12 --config massivetext_tf/configs/gopher_tiny.yaml \
         --data synthetic --write-config runs/optimal_tiny.yaml
     python trainers/pretrain.py --config runs/optimal_tiny.yaml --model-dir runs/optimal_tiny
 

@@ -3,7 +3,7 @@
 
     python tools/demo.py                       # everything under runs/demo/
     python tools/demo.py --run-dir runs/d2 --fresh
-    python tools/demo.py --config trainers/configs/demo_ci.yaml --run-dir /tmp/ci
+    python tools/demo.py --config massivetext_tf/configs/demo_ci.yaml --run-dir /tmp/ci
     FRESH=1 make demo                          # start over
     make demo DEMO_ARGS="--train-steps 200 --run-dir runs/short"
 

@@ -1,6 +1,6 @@
 """Pretraining: decoder-only (next token) or encoder-decoder (span corruption) on the shards.
 
-    python trainers/pretrain.py --config trainers/configs/gopher_tiny.yaml \
+    python trainers/pretrain.py --config massivetext_tf/configs/gopher_tiny.yaml \
         --strategy one_device --model-dir runs/tiny --data data/tiny --train-steps 200
 
 Prints the final metrics as one JSON line. See docs/training.md for every strategy.

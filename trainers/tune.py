@@ -1,6 +1,6 @@
 """Hyperparameter search with keras-tuner; every trial runs the training loop of pretrain.py.
 
-    python trainers/tune.py --config trainers/configs/tune_tiny.yaml --data data/shakespeare \
+    python trainers/tune.py --config massivetext_tf/configs/tune_tiny.yaml --data data/shakespeare \
         --project-dir runs/sweep --max-trials 8 --tuner bayesian --budget-tokens 2e5
     python trainers/tune.py ... --space model.num_layers=choice:1,2 --set data.sequence_length=128
     python trainers/tune.py ... --flop-budget 1e12     # Chinchilla-optimal size bounds the space

@@ -2,7 +2,7 @@
 warmup + cosine, checkpoints that survive preemption, metrics. See docs/training.md.
 
     from massivetext_tf.training import load_config, train
-    cfg = load_config("trainers/configs/gopher_tiny.yaml", **{"runtime.train_steps": 50})
+    cfg = load_config("massivetext_tf/configs/gopher_tiny.yaml", **{"runtime.train_steps": 50})
     cfg.model_dir = "runs/x"
     result = train(cfg)   # {"loss", "eval_loss", "eval_perplexity", "tokens_per_s", "mfu", ...}
 

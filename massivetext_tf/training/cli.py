@@ -30,7 +30,7 @@ FLAGS = {
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--config", help="experiment YAML (trainers/configs/*.yaml)")
+    p.add_argument("--config", help="experiment YAML (massivetext_tf/configs/*.yaml)")
     p.add_argument("--strategy", choices=["one_device", "mirrored", "multi_worker_mirrored", "tpu"])
     p.add_argument("--model-dir", dest="model_dir", help="checkpoints, metrics, preset (gs:// ok)")
     p.add_argument("--data", help="prepare_data.py output directory, or 'synthetic'")

@@ -1,6 +1,6 @@
 """Experiment configuration: nested dataclasses, loaded from YAML, overridable from flags.
 
-    cfg = load_config("trainers/configs/gopher_tiny.yaml",
+    cfg = load_config("massivetext_tf/configs/gopher_tiny.yaml",
                       overrides=["optimizer.peak_lr=1e-3", "runtime.strategy=mirrored"])
     cfg.runtime.train_steps = 100
     save_config(cfg, "runs/x/config.yaml")
@@ -339,7 +339,10 @@ def load_config(path: Optional[str] = None, overrides=(), **explicit) -> Experim
     `explicit` maps dotted names to values (`{"runtime.train_steps": 10}`); None is ignored,
     so argparse results can be passed straight through.
     """
+    from massivetext_tf import configs
+
     data = {}
+    path = configs.resolve(path)
     if path:
         if not tf.io.gfile.exists(path):
             raise ValueError(f"--config: no such file {path}")

@@ -1,7 +1,7 @@
 """Run N worker processes of one command on localhost with TF_CONFIG (multi-worker on a laptop).
 
     python -m massivetext_tf.training.local_cluster --workers 2 -- \
-        python trainers/pretrain.py --config trainers/configs/gopher_tiny.yaml \
+        python trainers/pretrain.py --config massivetext_tf/configs/gopher_tiny.yaml \
             --strategy multi_worker_mirrored --model-dir runs/mw --data DIR --train-steps 50
 
 Each worker gets TF_CONFIG={"cluster": {"worker": [...free ports...]}, "task": {"type":

@@ -1,6 +1,6 @@
 """Flags and config file of trainers/tune.py.
 
-The config file is an experiment config (the sections of trainers/configs/gopher_tiny.yaml:
+The config file is an experiment config (the sections of massivetext_tf/configs/gopher_tiny.yaml:
 the base every trial starts from) plus two sections of its own:
 
     tuning:            # defaults for the flags of the same name
@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
                     "runs the distributed training loop of trainers/pretrain.py.",
         epilog="Writes PROJECT_DIR/trials.csv and PROJECT_DIR/best_config.yaml; "
                "watch with: tensorboard --logdir PROJECT_DIR (HParams tab).")
-    p.add_argument("--config", required=True, help="tuning YAML (trainers/configs/tune_tiny.yaml)")
+    p.add_argument("--config", required=True, help="tuning YAML (massivetext_tf/configs/tune_tiny.yaml)")
     p.add_argument("--data", help="prepare_data.py output directory, or 'synthetic'")
     p.add_argument("--project-dir", dest="project_dir", required=True,
                    help="oracle state, trials, TensorBoard logs, reports; rerun to resume")
@@ -89,9 +89,11 @@ def load(path: str, *, overrides=(), space_flags=(), explicit: dict | None = Non
     import tensorflow as tf
     import yaml
 
+    from massivetext_tf import configs
     from massivetext_tf.training import config as config_lib
     from massivetext_tf.tuning import space as space_lib
 
+    path = configs.resolve(path)
     if not tf.io.gfile.exists(path):
         raise ValueError(f"--config: no such file {path}")
     with tf.io.gfile.GFile(path) as f:

@@ -7,17 +7,17 @@ from training_helpers import REPO
 
 def test_yaml_configs_load_and_round_trip(tmp_path):
     for name in ("gopher_tiny", "t5_tiny", "gopher_44m"):
-        cfg = C.load_config(str(REPO / "trainers/configs" / f"{name}.yaml"))
+        cfg = C.load_config(str(REPO / "massivetext_tf/configs" / f"{name}.yaml"))
         path = str(tmp_path / f"{name}.yaml")
         C.save_config(cfg, path)
         assert C.load_config(path) == cfg
-    t5 = C.load_config(str(REPO / "trainers/configs/t5_tiny.yaml"))
+    t5 = C.load_config(str(REPO / "massivetext_tf/configs/t5_tiny.yaml"))
     assert t5.data.objective == "span_corruption" and t5.model.preset == "t5_tiny"
 
 
 def test_overrides_and_explicit_values_take_precedence():
     cfg = C.load_config(
-        str(REPO / "trainers/configs/gopher_tiny.yaml"),
+        str(REPO / "massivetext_tf/configs/gopher_tiny.yaml"),
         overrides=["optimizer.peak_lr=1e-3", "model.overrides.num_layers=4",
                    "runtime.devices=GPU:0,GPU:1", "data.mixture={web: 0.7, books: 0.3}"],
         **{"runtime.train_steps": 7, "runtime.strategy": "mirrored"},
@@ -54,8 +54,8 @@ def test_unknown_yaml_field_is_named(tmp_path):
 
 
 def test_compare_configs_splits_unsafe_from_safe_changes():
-    base = C.load_config(str(REPO / "trainers/configs/gopher_tiny.yaml"))
-    new = C.load_config(str(REPO / "trainers/configs/gopher_tiny.yaml"), overrides=[
+    base = C.load_config(str(REPO / "massivetext_tf/configs/gopher_tiny.yaml"))
+    new = C.load_config(str(REPO / "massivetext_tf/configs/gopher_tiny.yaml"), overrides=[
         "optimizer.peak_lr=1e-4", "runtime.train_steps=500", "runtime.log_every=5",
         "data.global_batch_size=16", "model.overrides.num_layers=3", "data.dir=data/x/",
         "runtime.mixed_precision=bfloat16"])
@@ -64,7 +64,7 @@ def test_compare_configs_splits_unsafe_from_safe_changes():
                                          "model.overrides.num_layers", "runtime.mixed_precision"]
     assert [k for k, _, _ in safe] == ["optimizer.peak_lr", "runtime.log_every",
                                        "runtime.train_steps"]
-    same = C.load_config(str(REPO / "trainers/configs/gopher_tiny.yaml"),
+    same = C.load_config(str(REPO / "massivetext_tf/configs/gopher_tiny.yaml"),
                          overrides=["data.dir=./synthetic"])
     assert C.compare_configs(base, same) == ([], [])  # the same path spelled differently
     assert "optimizer.peak_lr 0.001 -> 0.0001" in C.describe_changes(safe)

@@ -104,7 +104,7 @@ def test_sigkill_then_restart_is_bitwise_equal_to_an_uninterrupted_run(tmp_path)
 def test_sigterm_checkpoints_at_the_next_boundary_and_exits_cleanly(tmp_path, sig):
     d = tmp_path / "run"
     cmd = [PY, str(REPO / "trainers/pretrain.py"), "--config",
-           str(REPO / "trainers/configs/gopher_tiny.yaml"), "--model-dir", str(d),
+           str(REPO / "massivetext_tf/configs/gopher_tiny.yaml"), "--model-dir", str(d),
            "--train-steps", "100000", "--set", "runtime.checkpoint_every=100000",
            "--set", "runtime.eval_every=0", "--set", "runtime.log_every=5",
            "--set", "runtime.steps_per_loop=5", "--set", "runtime.save_preset=false"]
