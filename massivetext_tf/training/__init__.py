@@ -9,12 +9,28 @@ warmup + cosine, checkpoints that survive preemption, metrics. See docs/training
 Fine-tuning: `from massivetext_tf.training.finetune import finetune` (same result dict plus
 the task metrics).
 """
-from massivetext_tf.training import config
-from massivetext_tf.training.config import ExperimentConfig, load_config, save_config
-from massivetext_tf.training.loop import NonFiniteError, Trainer, build_model, train
-from massivetext_tf.training.strategy import get_strategy
+import importlib as _importlib
 
-__all__ = [
-    "ExperimentConfig", "NonFiniteError", "Trainer", "build_model", "config",
-    "get_strategy", "load_config", "save_config", "train",
-]
+# Lazy (PEP 562): `import massivetext_tf.training.cli` (every command's --help) must not import
+# TensorFlow, which the names below do.
+_EXPORTS = {
+    "config": ("massivetext_tf.training.config", None),
+    "ExperimentConfig": ("massivetext_tf.training.config", "ExperimentConfig"),
+    "load_config": ("massivetext_tf.training.config", "load_config"),
+    "save_config": ("massivetext_tf.training.config", "save_config"),
+    "NonFiniteError": ("massivetext_tf.training.loop", "NonFiniteError"),
+    "Trainer": ("massivetext_tf.training.loop", "Trainer"),
+    "build_model": ("massivetext_tf.training.loop", "build_model"),
+    "train": ("massivetext_tf.training.loop", "train"),
+    "get_strategy": ("massivetext_tf.training.strategy", "get_strategy"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'massivetext_tf.training' has no attribute {name!r}")
+    module_name, attr = _EXPORTS[name]
+    module = _importlib.import_module(module_name)
+    return module if attr is None else getattr(module, attr)

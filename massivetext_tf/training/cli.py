@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+from massivetext_tf.training import names
+
 # Explicit flag -> config field.
 FLAGS = {
     "strategy": "runtime.strategy",
@@ -31,14 +33,14 @@ FLAGS = {
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", help="experiment YAML (massivetext_tf/configs/*.yaml)")
-    p.add_argument("--strategy", choices=["one_device", "mirrored", "multi_worker_mirrored", "tpu"])
+    p.add_argument("--strategy", choices=names.STRATEGIES)
     p.add_argument("--model-dir", dest="model_dir", help="checkpoints, metrics, preset (gs:// ok)")
     p.add_argument("--data", help="prepare_data.py output directory, or 'synthetic'")
     p.add_argument("--train-steps", dest="train_steps", type=int)
     p.add_argument("--tpu", help="TPU name or address (tpu strategy; 'local' on a TPU VM)")
     p.add_argument("--devices", help="e.g. GPU:0,GPU:1 (one_device / mirrored)")
     p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=["float32", "bfloat16", "float16"])
+                   choices=names.PRECISIONS)
     p.add_argument("--steps-per-loop", dest="steps_per_loop", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--peak-flops", dest="peak_flops", type=float,

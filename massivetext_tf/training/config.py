@@ -26,6 +26,8 @@ from typing import Any, Optional
 import tensorflow as tf
 import yaml
 
+from massivetext_tf.training import names
+
 
 @dataclass
 class ModelConfig:
@@ -121,8 +123,8 @@ class ExperimentConfig:
 
 _CHOICES = {
     "data.objective": ("lm", "span_corruption"),
-    "runtime.strategy": ("one_device", "mirrored", "multi_worker_mirrored", "tpu"),
-    "runtime.mixed_precision": ("float32", "bfloat16", "float16"),
+    "runtime.strategy": names.STRATEGIES,
+    "runtime.mixed_precision": names.PRECISIONS,
     "runtime.jit_compile": ("auto", "true", "false"),
     "runtime.remat": ("none", "block"),
     "runtime.on_nonfinite": ("stop", "skip"),

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+from massivetext_tf.training.names import STRATEGIES  # noqa: E402,F401  (re-exported)
 
 _DEVICE_RE = re.compile(r"^(?:/?(?:job:\w+/)?(?:replica:\d+/)?(?:task:\d+/)?device:)?([A-Za-z_]+):(\d+)$")
 

@@ -27,6 +27,8 @@ import logging
 import os
 import sys
 
+from massivetext_tf.training import names
+
 TUNING_DEFAULTS = {
     "tuner": "random", "max_trials": None, "budget_tokens": None, "seed": 0,
     "hyperband_max_epochs": 3, "hyperband_factor": 3, "max_consecutive_failures": 3,
@@ -56,11 +58,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-tokens", dest="budget_tokens", type=float,
                    help="training tokens per trial: steps = tokens / (batch x sequence length); "
                         "Hyperband: the budget of its max_epochs")
-    p.add_argument("--strategy", choices=["one_device", "mirrored", "multi_worker_mirrored", "tpu"])
+    p.add_argument("--strategy", choices=names.STRATEGIES)
     p.add_argument("--devices", help="e.g. GPU:0,GPU:1 (one_device / mirrored)")
     p.add_argument("--tpu", help="TPU name or address")
     p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=["float32", "bfloat16", "float16"])
+                   choices=names.PRECISIONS)
     p.add_argument("--seed", type=int, help="oracle seed (trials share runtime.seed)")
     p.add_argument("--space", action="append", default=[], metavar="TARGET=KIND:...",
                    help="add/replace a search dimension, e.g. model.num_layers=choice:1,2 or "
