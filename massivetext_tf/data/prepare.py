@@ -40,122 +40,24 @@ import tensorflow as tf
 
 from massivetext_tf import io
 from massivetext_tf.data import records
+from massivetext_tf.data.source_args import (  # noqa: F401  (re-exported: the old home)
+    DEFAULT_MAX_DOCUMENT_MB, DEFAULT_SHARD_SIZE, add_source_args, parse_shard_size,
+    parse_source_flag, sources_from_args, sources_from_flags)
 
 logger = logging.getLogger(__name__)
 
 SPLITS = records.SPLITS
 PROGRESS_DIR = ".progress"
 CURATED_DIR = "curated"
-DEFAULT_SHARD_SIZE = "64MB"
 OWNER_MARKER = ".prepare_data.json"
 # Everything prepare_data itself puts in an output directory (a directory holding only these
 # plus the pre-marker `.progress/config.json` is an older prepare_data output).
 _OUTPUT_LAYOUT = {records.SHARD_DIR, PROGRESS_DIR, CURATED_DIR, records.MANIFEST,
                   records.REPORT, records.TOKENIZER_FILE, OWNER_MARKER}
-# Documents above this size are removed as `read:too_large` before any stage (bounds memory).
-DEFAULT_MAX_DOCUMENT_MB = 16.0
 # Long documents are tokenized in pieces of at most this many characters; short ones in
 # batches of at most ENCODE_BATCH_CHARS characters.
 ENCODE_PIECE_CHARS = 1 << 18
 ENCODE_BATCH_CHARS = 1 << 20
-_SOURCE_OPTS = {"lang": "language", "language": "language", "format": "format",
-                "unit": "text_unit", "text_unit": "text_unit", "field": "text_field",
-                "text_field": "text_field", "normalize": "normalize", "blocklist": "blocklist"}
-
-
-# ---------------------------------------------------------------------------------- flags
-
-def add_source_args(p) -> None:
-    """--input / --source / --text-field / --format / --text-unit (shared by the tools)."""
-    p.add_argument("--input", action="append", default=[], metavar="PATH_OR_GLOB",
-                   help="input files/dirs/globs; the source is named after the file or dir")
-    p.add_argument("--source", action="append", default=[],
-                   metavar="NAME=GLOB[:lang=zh,format=jsonl,unit=line,field=body]",
-                   help="a named source; repeat the flag (same NAME adds patterns). Options "
-                        "after ':' set language (a code, or auto to identify it per "
-                        "document), format (auto|text|jsonl|warc|html), text unit "
-                        "(file|line|paragraph), JSONL text field, normalize "
-                        "(auto|none|nfkc|ftfy) and blocklist (a file of blocked domains "
-                        "and URLs) for that source")
-    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
-    p.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "warc", "html"))
-    p.add_argument("--text-unit", default="file", choices=("file", "line", "paragraph"),
-                   help="plain-text files: one document per file, line or paragraph")
-
-
-# Options may hold ':' (blocklist=gs://...): they start at the first ':OPTION='.
-_OPTS_RE = re.compile(r"^(?P<pattern>.*?)(?::(?P<opts>(?:%s)=.*))?$"
-                      % "|".join(_SOURCE_OPTS))
-
-
-def parse_source_flag(value: str, *, flag: str = "--source", defaults: dict | None = None):
-    """`NAME=GLOB[:lang=zh,format=jsonl,unit=line,field=body]` -> (name, pattern, options)."""
-    name, sep, rest = value.partition("=")
-    if not sep or not name or not rest:
-        raise ValueError(f"{flag} {value!r}: expected NAME=GLOB")
-    records.validate_source_name(name, flag=flag)
-    m = _OPTS_RE.match(rest)
-    pattern, opts = m.group("pattern"), dict(defaults or {})
-    if m.group("opts"):
-        for item in m.group("opts").split(","):
-            k, sep2, v = item.partition("=")
-            if k not in _SOURCE_OPTS or not sep2 or not v:
-                raise ValueError(f"{flag} {value!r}: bad option {item!r}; options are "
-                                 f"{sorted(set(_SOURCE_OPTS))}")
-            opts[_SOURCE_OPTS[k]] = v
-    if not pattern:
-        raise ValueError(f"{flag} {value!r}: empty GLOB")
-    return name, pattern, opts
-
-
-def sources_from_flags(inputs: Iterable[str], sources: Iterable[str], *, text_field="text",
-                       format="auto", text_unit="file", flag="--source") -> list:
-    """SourceSpecs from `--input` and `--source` values, in flag order (same NAME merges)."""
-    from massivetext_tf.data.curate import SourceSpec
-
-    defaults = {"text_field": text_field, "format": format, "text_unit": text_unit}
-    specs: dict = {}
-    for value in inputs:
-        spec = SourceSpec.from_pattern(value, **defaults)
-        spec.name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
-        if spec.name in specs:
-            specs[spec.name].patterns.extend(spec.patterns)
-        else:
-            specs[spec.name] = spec
-    for value in sources:
-        name, pattern, opts = parse_source_flag(value, flag=flag, defaults=defaults)
-        if name in specs:
-            if any(getattr(specs[name], k) != v for k, v in opts.items()):
-                raise ValueError(f"{flag} {value!r}: options differ from an earlier "
-                                 f"{flag} {name}=...")
-            specs[name].patterns.append(pattern)
-        else:
-            specs[name] = SourceSpec(name=name, patterns=[pattern], **opts)
-    return list(specs.values())
-
-
-def sources_from_args(args) -> list:
-    return sources_from_flags(args.input, args.source, text_field=args.text_field,
-                              format=args.format, text_unit=args.text_unit)
-
-
-def parse_shard_size(value: str | int) -> tuple[int | None, int | None]:
-    """'5000' -> (5000 docs, None); '64MB' / '0.5MB' -> (None, bytes)."""
-    text = str(value).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(MB|MiB|M)", text, re.IGNORECASE)
-    try:
-        if m:
-            nbytes = int(float(m.group(1)) * (1 << 20))
-            if nbytes < 1:
-                raise ValueError
-            return None, nbytes
-        docs = int(text)
-        if docs < 1:
-            raise ValueError
-        return docs, None
-    except ValueError:
-        raise ValueError(f"--shard-size {value!r}: expected a document count (e.g. 10000) or "
-                         "a size like 64MB") from None
 
 
 # --------------------------------------------------------------------------------- config

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import tensorflow as tf
 
 from massivetext_tf import io
+from massivetext_tf.data.source_args import validate_source_name  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval")
@@ -27,18 +27,10 @@ SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 TOKENIZER_FILE = "tokenizer.model"
-_SOURCE_RE = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
 class DataError(ValueError):
     """Bad or corrupt input data; the message names the file (and record or field)."""
-
-
-def validate_source_name(name: str, *, flag: str = "--source") -> str:
-    if not _SOURCE_RE.match(name or ""):
-        raise ValueError(f"{flag}: source name {name!r} must match [A-Za-z0-9_.]+ "
-                         "(it becomes part of shard file names)")
-    return name
 
 
 def shard_path(split: str, source: str, index: int) -> str:

@@ -29,6 +29,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import tensorflow as tf
 
 from massivetext_tf import io as massivetext_io
+from massivetext_tf.data.source_args import (  # noqa: F401  (re-exported: flag choices)
+    DEFAULT_VOCAB_SIZE, MODEL_TYPES, NORMALIZATIONS)
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,6 @@ PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
 PAD_PIECE, EOS_PIECE, BOS_PIECE, UNK_PIECE = "<pad>", "</s>", "<s>", "<unk>"
 NEWLINE_PIECE = "\n"
 SENTINEL_TEMPLATE = "<extra_id_{}>"
-DEFAULT_VOCAB_SIZE = 32000
-MODEL_TYPES = ("unigram", "bpe")
-NORMALIZATIONS = ("identity", "nfkc", "nmt_nfkc", "nfkc_cf", "nmt_nfkc_cf")
 
 
 def sentinel_piece(i: int) -> str:
