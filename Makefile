@@ -11,13 +11,13 @@ export PYTHONUNBUFFERED := 1
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,data,eval,demo,litert]"
+	$(PY) -m pip install -q -e ".[cpu,test,data,eval,demo,litert]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) tools/demo.py --export-dir saved_models $(DEMO_ARGS)
+	$(PY) -m massivetext_tf demo --export-dir saved_models $(DEMO_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadfile --timeout 1200 $(PYTEST_ARGS)

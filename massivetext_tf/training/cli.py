@@ -1,6 +1,7 @@
-"""Flags shared by trainers/pretrain.py and trainers/finetune.py.
+"""Flags of `massivetext train` / `finetune` (trainers/pretrain.py, trainers/finetune.py), and
+the base parser that `massivetext tune` shares with them.
 
-Every script takes `--config FILE --strategy NAME --model-dir DIR --data DIR --train-steps N`,
+Every command takes `--config FILE --strategy NAME --model-dir DIR --data DIR --train-steps N`,
 plus `--set section.field=value` (repeatable) for any config field. Precedence: YAML, then
 `--set`, then the explicit flags.
 """
@@ -30,29 +31,57 @@ FLAGS = {
 }
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--config", help="experiment YAML (massivetext_tf/configs/*.yaml)")
+def base_parser(description: str, *, config_help: str, config_required: bool = False,
+                set_help: str = "override any config field (repeatable)",
+                **kwargs) -> argparse.ArgumentParser:
+    """The flags that `massivetext train`/`finetune` and `massivetext tune` share, defined once:
+    --config, --data, --strategy, --devices, --tpu, --mixed-precision, --set, --logical-cpus,
+    -v. `kwargs` go to `argparse.ArgumentParser` (epilog, prog)."""
+    p = argparse.ArgumentParser(description=description, **kwargs)
+    p.add_argument("--config", required=config_required, help=config_help)
     p.add_argument("--strategy", choices=names.STRATEGIES)
-    p.add_argument("--model-dir", dest="model_dir", help="checkpoints, metrics, preset (gs:// ok)")
-    p.add_argument("--data", help="prepare_data.py output directory, or 'synthetic'")
-    p.add_argument("--train-steps", dest="train_steps", type=int)
+    p.add_argument("--data", help="prepare-data output directory, or 'synthetic'")
     p.add_argument("--tpu", help="TPU name or address (tpu strategy; 'local' on a TPU VM)")
     p.add_argument("--devices", help="e.g. GPU:0,GPU:1 (one_device / mirrored)")
-    p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=names.PRECISIONS)
+    p.add_argument("--mixed-precision", dest="mixed_precision", choices=names.PRECISIONS)
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=VALUE", help=set_help)
+    p.add_argument("--logical-cpus", dest="logical_cpus", type=int, default=0,
+                   help="split the CPU into N logical devices (mirrored on a CPU-only machine)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """`massivetext train` and `massivetext finetune`: the base flags plus the run's own."""
+    p = base_parser(description, config_help="experiment YAML: a path, or the name of a "
+                                             "bundled config (massivetext_tf/configs/*.yaml)")
+    p.add_argument("--model-dir", dest="model_dir", help="checkpoints, metrics, preset (gs:// ok)")
+    p.add_argument("--train-steps", dest="train_steps", type=int)
     p.add_argument("--steps-per-loop", dest="steps_per_loop", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--peak-flops", dest="peak_flops", type=float,
                    help="peak FLOP/s per device for MFU (default: table, or measured on CPU)")
     p.add_argument("--init-from", dest="init_from",
                    help="checkpoint or keras-hub preset dir to start from")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="SECTION.FIELD=VALUE", help="override any config field (repeatable)")
-    p.add_argument("--logical-cpus", dest="logical_cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (mirrored on a CPU-only machine)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+# The evaluation modes of `massivetext train` (run by massivetext_tf.training.evaluator).
+MODES = ("train", "eval", "continuous_eval")
+
+
+def add_mode_flags(p) -> None:
+    """The flags of the evaluation modes (`massivetext train`, trainers/pretrain.py)."""
+    p.add_argument("--mode", choices=MODES, default="train",
+                   help="train (default; evaluates at runtime.eval_every), eval (one checkpoint), "
+                        "continuous_eval (each new checkpoint of --model-dir once, until the final one)")
+    p.add_argument("--checkpoint", help="--mode eval: checkpoint prefix (default: the newest)")
+    p.add_argument("--eval-timeout", dest="eval_timeout", type=float, default=None,
+                   help="continuous_eval: stop after this many seconds without a new checkpoint "
+                        "(default: wait until the final checkpoint)")
+    p.add_argument("--poll-interval", dest="poll_interval", type=float, default=10.0,
+                   help="continuous_eval: seconds between looks for a new checkpoint")
 
 
 def load(args, *, defaults: dict | None = None):
@@ -113,7 +142,7 @@ def run(main_fn, description: str, argv=None, *, add_flags=None) -> int:
     """Parses flags, builds the config, calls `main_fn(cfg)` (`main_fn(cfg, args)` when
     `add_flags(parser)` added flags of its own), prints the result as JSON.
 
-    With `--mode eval|continuous_eval` (trainers/pretrain.py) and no `--config`, the config is
+    With `--mode eval|continuous_eval` (`massivetext train`) and no `--config`, the config is
     the model directory's own (its latest recorded `config.yaml`).
 
     Exit status: 0 done (or preempted), 2 bad flags, config or data (one `error:` line naming

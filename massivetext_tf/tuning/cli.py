@@ -1,4 +1,4 @@
-"""Flags and config file of trainers/tune.py.
+"""Flags and config file of `massivetext tune` (trainers/tune.py).
 
 The config file is an experiment config (the sections of massivetext_tf/configs/gopher_tiny.yaml:
 the base every trial starts from) plus two sections of its own:
@@ -23,11 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
-
-from massivetext_tf.training import names
 
 TUNING_DEFAULTS = {
     "tuner": "random", "max_trials": None, "budget_tokens": None, "seed": 0,
@@ -43,13 +39,17 @@ CONFIG_FLAGS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Hyperparameter search over the model zoo with keras-tuner; every trial "
-                    "runs the distributed training loop of trainers/pretrain.py.",
+    """`massivetext tune`: the base flags of training (`training.cli.base_parser`) plus the
+    search's own."""
+    from massivetext_tf.training.cli import base_parser
+
+    p = base_parser(
+        "Hyperparameter search over the model zoo with keras-tuner; every trial "
+        "runs the distributed training loop of `massivetext train`.",
+        config_help="tuning YAML: a path, or the name of a bundled config (tune_tiny)",
+        config_required=True, set_help="override a base config field",
         epilog="Writes PROJECT_DIR/trials.csv and PROJECT_DIR/best_config.yaml; "
                "watch with: tensorboard --logdir PROJECT_DIR (HParams tab).")
-    p.add_argument("--config", required=True, help="tuning YAML (massivetext_tf/configs/tune_tiny.yaml)")
-    p.add_argument("--data", help="prepare_data.py output directory, or 'synthetic'")
     p.add_argument("--project-dir", dest="project_dir", required=True,
                    help="oracle state, trials, TensorBoard logs, reports; rerun to resume")
     p.add_argument("--max-trials", dest="max_trials", type=int,
@@ -58,17 +58,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-tokens", dest="budget_tokens", type=float,
                    help="training tokens per trial: steps = tokens / (batch x sequence length); "
                         "Hyperband: the budget of its max_epochs")
-    p.add_argument("--strategy", choices=names.STRATEGIES)
-    p.add_argument("--devices", help="e.g. GPU:0,GPU:1 (one_device / mirrored)")
-    p.add_argument("--tpu", help="TPU name or address")
-    p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=names.PRECISIONS)
     p.add_argument("--seed", type=int, help="oracle seed (trials share runtime.seed)")
     p.add_argument("--space", action="append", default=[], metavar="TARGET=KIND:...",
                    help="add/replace a search dimension, e.g. model.num_layers=choice:1,2 or "
                         "optimizer.peak_lr=float:1e-4:1e-2:log; TARGET=none removes one")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="SECTION.FIELD=VALUE", help="override a base config field")
     p.add_argument("--flop-budget", dest="flop_budget", type=float,
                    help="FLOPs: keep architectures within --flop-factor of the Chinchilla-optimal "
                         "N = sqrt(C/120); the token budget defaults to D = 20 N")
@@ -79,9 +72,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-initial-points", dest="num_initial_points", type=int,
                    help="bayesian: random trials before the Gaussian process")
     p.add_argument("--overwrite", action="store_true", help="start the project over")
-    p.add_argument("--logical-cpus", dest="logical_cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (mirrored on a CPU-only machine)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
@@ -157,14 +147,12 @@ def _check_tuning(t: dict) -> None:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if args.logical_cpus:
-        from massivetext_tf.training.strategy import set_logical_cpus
+    """Runs the search (`massivetext tune`); exit status 0 done, 1 no trial completed,
+    2 bad input, 3 stopped early (rerun to go on)."""
+    from massivetext_tf.training.cli import setup
 
-        set_logical_cpus(args.logical_cpus)
+    args = parser().parse_args(argv)
+    setup(args)
     from massivetext_tf.tuning import compute_optimal
     from massivetext_tf.tuning import search as search_lib
 
