@@ -74,7 +74,7 @@ MODES = ("train", "eval", "continuous_eval")
 def add_mode_flags(p) -> None:
     """The flags of the evaluation modes (`massivetext train`, trainers/pretrain.py)."""
     p.add_argument("--mode", choices=MODES, default="train",
-                   help="train (default; evaluates at runtime.eval_every), eval (one checkpoint), "
+                   help="train (default; evaluates at trainer.eval_every), eval (one checkpoint), "
                         "continuous_eval (each new checkpoint of --model-dir once, until the final one)")
     p.add_argument("--checkpoint", help="--mode eval: checkpoint prefix (default: the newest)")
     p.add_argument("--eval-timeout", dest="eval_timeout", type=float, default=None,
