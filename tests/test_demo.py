@@ -159,11 +159,12 @@ def test_demo_end_to_end_at_ci_size(tmp_path):
     assert sm_check["prompt"] == "ROMEO." and isinstance(sm_check["text"], str)
     assert sm_check["tokens"] > 0
     assert "fresh process: tf.saved_model.load(" in out2
+    assert "$ massivetext export --model" in out2  # each stage prints the command that runs it
     # The TFLite file, run here again under LiteRT (no TensorFlow import: seconds).
     tflite = summary["export"]["tflite"]
     assert tflite.endswith(".tflite") and os.path.getsize(tflite) > 0
     check = subprocess.run(
-        [sys.executable, "-c", demo.TFLITE_CHECK, tflite,
+        [sys.executable, "-m", "massivetext_tf.demo.checks", "tflite", tflite,
          os.path.join(os.path.dirname(tflite), "tokenizer.model"), "ROMEO.", "8"],
         capture_output=True, text=True, timeout=120, env=_env())
     assert check.returncode == 0, check.stderr[-3000:]
@@ -180,7 +181,7 @@ def test_demo_end_to_end_at_ci_size(tmp_path):
     elapsed = time.time() - t0
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "training gopher_tiny" not in res.stdout
-    assert "$ python tools/export.py" not in res.stdout
+    assert "$ massivetext export" not in res.stdout
     summary3 = json.load(open(os.path.join(run_dir, "summary.json")))
     assert set(summary3["reused_stages"]) == set(demo.STAGES)
     assert summary3["heldout_bits_per_byte"] == pytest.approx(held)
