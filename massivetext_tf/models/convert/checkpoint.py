@@ -17,15 +17,12 @@ Nothing a user owns is overwritten: the output directory must not exist or be em
 everything is written to a scratch directory first and copied in when complete. Bad input is
 one line on stderr and exit status 2.
 """
-import argparse
 import os
-import sys
 import tempfile
 
 from massivetext_tf import io
 from massivetext_tf.models.convert import hf_t5
 
-EXIT_BAD_INPUT = 2
 DEFAULT_SEQUENCE_LENGTH = 512  # T5's n_positions; the preprocessor's padded lengths
 
 
@@ -175,47 +172,15 @@ def preset_to_hf(preset, output):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="massivetext convert",
-        description="Convert HuggingFace T5 checkpoints to keras-hub presets of this toolkit and back.",
-        epilog="Examples:\n  massivetext convert --from hf flan-t5-small/ --output presets/flan_t5_small\n"
-               "  massivetext convert --to hf presets/flan_t5_small --output hf_out/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", nargs=2, metavar=("FORMAT", "DIR"),
-                           help="read a checkpoint of FORMAT (hf) from DIR")
-    direction.add_argument("--to", dest="target", nargs=2, metavar=("FORMAT", "PRESET_DIR"),
-                           help="write our preset PRESET_DIR as FORMAT (hf)")
-    parser.add_argument("--output", required=True, help="directory to create (must not exist or be empty)")
-    parser.add_argument("--tokenizer", help="--from hf: SentencePiece model to use instead of DIR/spiece.model")
-    parser.add_argument("--sequence-length", type=int, default=DEFAULT_SEQUENCE_LENGTH,
-                        help="--from hf: the preprocessor's padded encoder/decoder length (default 512)")
-    return parser
+    """The flags of `massivetext convert-checkpoint` (they live in massivetext_tf.cli)."""
+    from massivetext_tf.cli.convert_checkpoint import build_parser as cli_parser
+
+    return cli_parser()
 
 
 def main(argv=None):
-    """Entry point of `massivetext convert` and `tools/convert_checkpoint.py`; returns the exit
-    status (0, or 2 on bad input with one line on stderr)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    fmt, path = args.source or args.target
-    if fmt != "hf":
-        parser.error(f"unknown checkpoint format {fmt!r} (supported: hf)")
-    if args.sequence_length <= 0:
-        parser.error("--sequence-length must be positive")
-    try:
-        if args.source:
-            task = hf_to_preset(path, args.output, tokenizer=args.tokenizer, sequence_length=args.sequence_length)
-            print(f"wrote {args.output}: {task.count_params():,} parameters, "
-                  f"{task.preprocessor.tokenizer.vocabulary_size()} tokens, "
-                  f"{task.backbone.vocabulary_size} embedding rows")
-        else:
-            if args.tokenizer:
-                parser.error("--tokenizer applies to --from hf only")
-            files = preset_to_hf(path, args.output)
-            print(f"wrote {args.output}: {', '.join(files)}")
-    except (hf_t5.CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+    """Entry point of `massivetext convert-checkpoint` (massivetext_tf.cli.convert_checkpoint);
+    returns the exit status (0, or 2 on bad input with one line on stderr)."""
+    from massivetext_tf.cli.convert_checkpoint import main as cli_main
+
+    return cli_main(argv)
