@@ -2,7 +2,6 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from massivetext_tf.layers.position import sinusoid
@@ -257,12 +256,14 @@ class CachedAttention(keras.layers.Layer):
             distance = distance + (num_distances - 1) // 2
         # Negative causal distances are masked anyway; clip them to a valid index.
         distance = ops.clip(distance, 0, num_distances - 1)
-        # Gather along distances with a [q, k] int32 index shared by every batch row and head
-        # (a broadcast index would be [b, h, q, k], huge as a constant in converted graphs).
-        b, n = ops.shape(scores)[0], ops.shape(scores)[1]
-        by_query = tf.transpose(tf.reshape(scores, (b * n, ops.shape(scores)[2], -1)), (1, 2, 0))
-        picked = tf.gather(by_query, tf.cast(distance, tf.int32), axis=1, batch_dims=1)  # [q, k, b*n]
-        return tf.reshape(tf.transpose(picked, (2, 0, 1)), (b, n, ops.shape(scores)[2], key_length))
+        # Gather along distances with one flat `[q * k]` int32 index shared by every batch row
+        # and head (a broadcast index would be [b, h, q, k], huge as a constant in converted
+        # graphs): rows of `[q * distances, b * h]` are picked at `query * distances + distance`.
+        b, n, q_len = ops.shape(scores)[0], ops.shape(scores)[1], ops.shape(scores)[2]
+        by_query = ops.transpose(ops.reshape(scores, (b * n, q_len * num_distances)), (1, 0))
+        rows = ops.arange(q_len, dtype="int32")[:, None] * num_distances + ops.cast(distance, "int32")
+        picked = ops.take(by_query, ops.reshape(rows, (-1,)), axis=0)  # [q * k, b * n]
+        return ops.reshape(ops.transpose(picked, (1, 0)), (b, n, q_len, key_length))
 
     def call(
         self,

@@ -8,7 +8,6 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 
@@ -26,24 +25,24 @@ def positions_from_segments(segment_ids):
     Segments are runs of equal ids along the last axis (packed documents). XLA-friendly:
     static shapes, no loops.
     """
-    segment_ids = tf.convert_to_tensor(segment_ids)
-    length = tf.shape(segment_ids)[-1]
-    index = tf.range(length)[None, :]
-    is_start = tf.concat(
+    segment_ids = ops.convert_to_tensor(segment_ids)
+    batch, length = ops.shape(segment_ids)[0], ops.shape(segment_ids)[-1]
+    index = ops.broadcast_to(ops.arange(length, dtype="int32")[None, :], ops.shape(segment_ids))
+    is_start = ops.concatenate(
         [
-            tf.ones_like(segment_ids[:, :1], dtype=tf.bool),
-            tf.not_equal(segment_ids[:, 1:], segment_ids[:, :-1]),
+            ops.ones_like(segment_ids[:, :1], dtype="bool"),
+            ops.not_equal(segment_ids[:, 1:], segment_ids[:, :-1]),
         ],
         axis=1,
     )
     # Number each run 0, 1, ... per row, then find each run's first index with one
-    # segment-min over the flattened batch.
-    batch = tf.shape(segment_ids)[0]
-    run = tf.cumsum(tf.cast(is_start, tf.int32), axis=1) - 1
-    flat_run = run + tf.range(batch)[:, None] * length
-    index = tf.broadcast_to(index, tf.shape(segment_ids))
-    starts = tf.math.unsorted_segment_min(index, flat_run, batch * length)
-    return tf.cast(index - tf.gather(starts, flat_run), segment_ids.dtype)
+    # segment-max over the flattened batch (only a run's first token carries its index).
+    run = ops.cumsum(ops.cast(is_start, "int32"), axis=1) - 1
+    flat_run = ops.reshape(run + ops.arange(batch, dtype="int32")[:, None] * length, (-1,))
+    first = ops.reshape(ops.where(is_start, index, 0), (-1,))
+    starts = ops.segment_max(first, flat_run, num_segments=batch * length)
+    starts = ops.reshape(ops.take(starts, flat_run, axis=0), ops.shape(segment_ids))
+    return ops.cast(index - starts, segment_ids.dtype)
 
 
 @keras.saving.register_keras_serializable(package="massivetext_tf")

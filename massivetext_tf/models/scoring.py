@@ -9,8 +9,25 @@ first window sees at least `window - stride` tokens of context.
 """
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+
+def jit_compile(fn):
+    """`fn` compiled with XLA by the active Keras backend: `tf.function(jit_compile=True)` on
+    TensorFlow, `jax.jit` on JAX; other backends run it eagerly. Fixed input shapes keep it
+    from recompiling."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 def window_plan(num_tokens, window, stride):
@@ -55,12 +72,13 @@ class SlidingWindowScorer:
             )
         self.stride = stride or max(1, self.window // 2)
         self.batch_size = batch_size
-        self._forward = tf.function(self._token_log_probs, jit_compile=True, reduce_retracing=True)
+        self._forward = jit_compile(self._token_log_probs)
 
     def _token_log_probs(self, token_ids, padding_mask):
-        logits = tf.cast(self.model({"token_ids": token_ids, "padding_mask": padding_mask}), tf.float32)
-        log_probs = tf.nn.log_softmax(logits[:, :-1], axis=-1)
-        return tf.gather(log_probs, token_ids[:, 1:], axis=-1, batch_dims=2)  # [b, len-1]
+        logits = ops.cast(self.model({"token_ids": token_ids, "padding_mask": padding_mask}), "float32")
+        log_probs = ops.log_softmax(logits[:, :-1], axis=-1)
+        targets = ops.expand_dims(ops.cast(token_ids[:, 1:], "int32"), -1)
+        return ops.squeeze(ops.take_along_axis(log_probs, targets, axis=-1), -1)  # [b, len-1]
 
     def score_tokens(self, sequences):
         """Sum of log-likelihoods (nats) and number of scored tokens for each sequence.
@@ -81,7 +99,7 @@ class SlidingWindowScorer:
             for row, (_, toks, _, n) in enumerate(chunk):
                 ids[row, :n] = toks
                 mask[row, :n] = 1
-            log_probs = self._forward(tf.constant(ids), tf.constant(mask)).numpy()
+            log_probs = np.asarray(self._forward(ids, mask))
             for row, (i, _, first, n) in enumerate(chunk):
                 # log_probs[:, t - 1] is the log-probability of token t.
                 totals[i] += float(np.sum(log_probs[row, first - 1 : n - 1], dtype=np.float64))
