@@ -22,7 +22,6 @@ DEFAULT_SEQUENCE_LENGTH = 512
 def build_parser():
     """The flags of `massivetext convert-checkpoint` (no TensorFlow import)."""
     parser = argparse.ArgumentParser(
-        prog="massivetext convert",
         description="Convert HuggingFace T5 checkpoints to keras-hub presets of this toolkit and back.",
         epilog="Examples:\n  massivetext convert --from hf flan-t5-small/ --output presets/flan_t5_small\n"
                "  massivetext convert --to hf presets/flan_t5_small --output hf_out/",

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             return 2
     module = importlib.import_module(f"massivetext_tf.cli.{module_name}")
     # argparse names the program after argv[0]: `massivetext SUBCOMMAND` in usage and errors.
-    saved, sys.argv = sys.argv, [f"massivetext {name}"] + args
+    saved, sys.argv = sys.argv, [f"massivetext {argv[0]}"] + args
     try:
         return module.main(args) or 0
     finally:
