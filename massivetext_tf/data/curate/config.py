@@ -25,6 +25,8 @@ from typing import Any
 
 STAGES = ("quality", "repetition", "contamination", "dedup", "langid")
 DUPLICATE_NGRAM_COUNTINGS = ("all_occurrences", "repeats")
+# How the quality and repetition rules are read (`datatrove_reading.py`).
+READINGS = ("gopher", "datatrove_spacy", "datatrove_whitespace")
 
 ENGLISH_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 # Frequent Chinese function words (the role Gopher's English list plays): the eight most
@@ -66,6 +68,16 @@ class QualityConfig:
     word length or stop word rule. The defaults translate the paper's word bounds with the
     usual ratio of about 1.5 Chinese characters per English word of the same content:
     50 words -> 75 characters, 100,000 words -> 150,000 characters.
+
+    `reading` chooses how the rules are read: "gopher" (the default, as above);
+    "datatrove_spacy", datatrove's GopherQualityFilter with its words (spaCy's tokenizer,
+    punctuation split off; needs the `spacy` extra); "datatrove_whitespace", the same rules
+    with `text.split()` words. Under a datatrove reading the word count and mean length are
+    over non-symbol words, "#" and ellipsis counts per token, bullets are lines starting with
+    "•" or "-" among all `splitlines()` lines, and stop words count distinct, case-sensitive
+    tokens ("The cat... sat on the mat." has 6 gopher words of mean length 3.5 but 8 spaCy
+    tokens, 6 of them non-symbol, of mean length 2.83); `datatrove_reading.py` lists every
+    difference. Set `RepetitionConfig.reading` too for datatrove's repetition rules.
     """
 
     min_words: int = 50
@@ -87,6 +99,7 @@ class QualityConfig:
     segmenters: dict = field(default_factory=lambda: dict(SEGMENTERS))
     per_language: dict = field(default_factory=lambda: {
         k: dict(v) for k, v in PER_LANGUAGE_QUALITY.items()})
+    reading: str = "gopher"
 
     def for_language(self, language: str | None) -> "QualityConfig":
         """This config with `per_language[language]`'s thresholds applied."""
@@ -115,6 +128,17 @@ class RepetitionConfig:
     left to right, an n-gram seen before counts and the scan jumps past it, the first
     occurrence does not count. In "a b c d e a b c d e" (n = 5) the first reading covers all
     ten words, the second five.
+
+    `reading`: "gopher" (the default, above) or datatrove's GopherRepetitionFilter's reading,
+    "datatrove_spacy" (spaCy tokens; needs the `spacy` extra) or "datatrove_whitespace"
+    (`text.split()` words): paragraphs split on `\n{2,}` of the stripped text and lines on
+    `\n+` (unstripped, checked after the paragraphs), every character fraction divided by
+    `len(text)`, the top n-gram's characters counted on its words joined by spaces (its count
+    may be 1) and duplicate n-grams keyed by their words joined without spaces. In
+    "A\n\nB\n\nA" the repeated line "A" is 1 of the lines' 3 characters under "gopher"
+    (duplicate_line_chars 1/3) and 1 of len(text) = 7 under datatrove's (1/7).
+    `datatrove_reading.py` lists every difference. With `duplicate_ngram_counting="repeats"`
+    this reproduces datatrove's decisions.
     """
 
     max_duplicate_line_fraction: float = 0.30
@@ -128,6 +152,7 @@ class RepetitionConfig:
     unspaced_languages: list = field(default_factory=lambda: list(UNSPACED_LANGUAGES))
     duplicate_ngram_counting: str = "all_occurrences"
     segmenters: dict = field(default_factory=lambda: dict(SEGMENTERS))
+    reading: str = "gopher"
 
 
 @dataclass
@@ -319,6 +344,10 @@ def validate(config: CurationConfig) -> None:
     if r.duplicate_ngram_counting not in DUPLICATE_NGRAM_COUNTINGS:
         raise ValueError(f"curation.repetition.duplicate_ngram_counting: expected one of "
                          f"{list(DUPLICATE_NGRAM_COUNTINGS)}, got {r.duplicate_ngram_counting!r}")
+    for where, cfg in (("quality", q), ("repetition", r)):
+        if cfg.reading not in READINGS:
+            raise ValueError(f"curation.{where}.reading: expected one of {list(READINGS)}, "
+                             f"got {cfg.reading!r}")
     lc = config.langid
     _check_fraction(lc.min_confidence, "curation.langid.min_confidence")
     if not isinstance(lc.languages, list) or not all(isinstance(x, str) for x in lc.languages):

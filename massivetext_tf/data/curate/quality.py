@@ -23,6 +23,10 @@ rules above on the segmenter's words (`segment.py`), with `per_language` thresho
 (Chinese: mean word length 1..5 characters) and their own stop words (Chinese: 的 是 在 了
 和 有 不 这, matched as whole words, surrounding punctuation allowed).
 
+`QualityConfig.reading="datatrove_spacy"` or `"datatrove_whitespace"` reads the rules as
+datatrove's GopherQualityFilter does instead (spaCy or whitespace tokens, non-symbol words,
+distinct stop words, ...): `datatrove_reading.py` lists every difference.
+
 Other unspaced languages (ja, th, ...) use characters: `min_chars` <= non-whitespace
 characters <= `max_chars`, "#" and ellipsis counts per character, letters / characters >=
 `min_alpha_chars_fraction`, the same bullet and ellipsis line rules, and no mean word length
@@ -34,6 +38,7 @@ from __future__ import annotations
 import functools
 import re
 
+from massivetext_tf.data.curate import datatrove_reading
 from massivetext_tf.data.curate.config import QualityConfig
 from massivetext_tf.data.curate.segment import segmenter_for
 from massivetext_tf.data.curate.text import (LAZY_COUNT_CHARS, NON_LETTER_RUN,
@@ -188,6 +193,8 @@ def quality_checks(view: TextView, config: QualityConfig, language: str = "en",
     full_counts: count every stop word (by default counting stops at `min_stop_words`).
     """
     config = config.for_language(language)
+    if config.reading != "gopher":
+        return datatrove_reading.quality_checks(view, config, language)
     segmenter = segmenter_for(language, config.segmenters)
     if segmenter is not None:
         return _segmented_checks(view, config, language, segmenter, full_counts)

@@ -21,6 +21,10 @@ Definitions (lines, paragraphs and words as in `text.py`):
   scan moves one word on; the first occurrence never counts. "a b c d e a b c d e" (5-grams):
   1.0 under "all_occurrences", 0.5 under "repeats".
 
+`RepetitionConfig.reading="datatrove_spacy"` or `"datatrove_whitespace"` reads the rules as
+datatrove's GopherRepetitionFilter does instead (its line and paragraph splits, fractions of
+`len(text)`, n-grams of spaCy or whitespace tokens): see `datatrove_reading.py`.
+
 For unspaced languages (zh, ja, th, ...) the n-gram rules run over non-whitespace
 characters instead of words; the line and paragraph rules are unchanged.
 
@@ -37,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
+from massivetext_tf.data.curate import datatrove_reading
 from massivetext_tf.data.curate.config import RepetitionConfig
 from massivetext_tf.data.curate.segment import segmenter_for
 from massivetext_tf.data.curate.text import (TextView, covered_mask, is_unspaced,
@@ -214,6 +219,9 @@ def _ngram_checks(hashes: np.ndarray, lengths: np.ndarray, config: RepetitionCon
 def repetition_checks(view: TextView, config: RepetitionConfig, language: str = "en",
                       exhaustive: bool = False):
     """Yield (rule, value, passed) lazily, in checking order."""
+    if config.reading != "gopher":
+        yield from datatrove_reading.repetition_checks(view, config, language)
+        return
     yield from _segment_checks(view, config)
     if not config.max_top_ngram_char_fraction and not config.max_duplicate_ngram_char_fraction:
         return
@@ -236,6 +244,9 @@ def repetition_failures(views: Sequence[TextView], config: RepetitionConfig,
     documents that every n-gram rule passes; only the others go through `_ngram_checks`.
     """
     out: list[str | None] = [None] * len(views)
+    if config.reading != "gopher":
+        return [_first_failure(datatrove_reading.repetition_checks(view, config, language))
+                for view, language in zip(views, languages)]
     if not config.max_top_ngram_char_fraction and not config.max_duplicate_ngram_char_fraction:
         for i, view in enumerate(views):
             out[i] = _first_failure(_segment_checks(view, config))

@@ -69,12 +69,22 @@ def count_words_capped(text: str, cap: int) -> int:
 class TextView:
     """Lazily computed, cached views of one document's text."""
 
-    __slots__ = ("text", "_words", "_lines", "_paragraphs", "_nonspace", "_segmented")
+    __slots__ = ("text", "_words", "_lines", "_paragraphs", "_nonspace", "_segmented",
+                 "_reading_words")
 
     def __init__(self, text: str):
         self.text = text
         self._words = self._lines = self._paragraphs = self._nonspace = None
-        self._segmented = None
+        self._segmented = self._reading_words = None
+
+    def reading_words(self, reading: str, language: str | None) -> list[str]:
+        """The words of a datatrove reading (`datatrove_reading.py`), computed once per
+        document."""
+        key = (reading, primary_language(language))
+        if self._reading_words is None or self._reading_words[0] != key:
+            from massivetext_tf.data.curate.datatrove_reading import reading_words
+            self._reading_words = (key, reading_words(self.text, reading, language))
+        return self._reading_words[1]
 
     def segmented(self, segmenter: str) -> list[str]:
         """The words from a segmenter (`segment.py`), computed once per document."""
