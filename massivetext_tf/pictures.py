@@ -305,12 +305,16 @@ def _wait_for_tensorboard(port: int, proc, timeout: float) -> None:
                         f"{timeout:.0f} s")
 
 
-def screenshot_tensorboard(run_dir: str, out_dir: str, *, browser: str,
-                           size: tuple[int, int] = (1400, 900), timeout: float = 180.0,
-                           settle_ms: int = 20000) -> list[str]:
+# file name -> (TensorBoard page, window height in pixels)
+SCREENSHOTS = {"tensorboard_scalars.png": ("#scalars&tagFilter=loss", 480),
+               "tensorboard_text.png": ("#text&tagFilter=samples", 760)}
+
+
+def screenshot_tensorboard(run_dir: str, out_dir: str, *, browser: str, width: int = 1280,
+                           timeout: float = 180.0, settle_ms: int = 20000) -> list[str]:
     """Starts TensorBoard on the run's event files (loopback, a free port), takes headless
-    Chromium screenshots of the scalars dashboard (loss tags) and of the text dashboard
-    (samples), writes `tensorboard_scalars.png` and `tensorboard_text.png` to `out_dir` and
+    Chromium screenshots `width` pixels wide of the scalars dashboard (loss tags) and of the
+    text dashboard (samples), writes them to `out_dir` under the names of `SCREENSHOTS` and
     returns their paths. TensorBoard is stopped afterwards."""
     port = _free_port()
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", events_dir(run_dir),
@@ -320,14 +324,12 @@ def screenshot_tensorboard(run_dir: str, out_dir: str, *, browser: str,
     written = []
     try:
         _wait_for_tensorboard(port, proc, timeout)
-        pages = {"tensorboard_scalars.png": "#scalars&tagFilter=loss",
-                 "tensorboard_text.png": "#text&tagFilter=samples"}
         with tempfile.TemporaryDirectory() as tmp:
-            for name, fragment in pages.items():
+            for name, (fragment, height) in SCREENSHOTS.items():
                 local = os.path.join(tmp, name)
                 shot = [browser, "--headless", "--no-sandbox", "--disable-gpu",
                         "--hide-scrollbars", "--no-first-run", "--disable-extensions",
-                        f"--window-size={size[0]},{size[1]}",
+                        f"--window-size={int(width)},{int(height)}",
                         f"--virtual-time-budget={int(settle_ms)}",
                         f"--screenshot={local}", f"http://127.0.0.1:{port}/{fragment}"]
                 r = subprocess.run(shot, capture_output=True, text=True, timeout=timeout)

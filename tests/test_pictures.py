@@ -128,10 +128,10 @@ def test_real_tensorboard_screenshots(tmp_path):
     """TensorBoard started on the run and captured by headless Chromium (~40 s)."""
     run = _make_run(tmp_path / "run")
     shots = pictures.screenshot_tensorboard(str(run), str(tmp_path / "img"),
-                                            browser=pictures.find_browser(), size=(1000, 700))
+                                            browser=pictures.find_browser(), width=1000)
     assert [p.rsplit("/", 1)[1] for p in shots] == ["tensorboard_scalars.png",
                                                     "tensorboard_text.png"]
-    for path in shots:
-        assert _png_size(path) == (1000, 700)
+    for path, (_, height) in zip(shots, pictures.SCREENSHOTS.values()):
+        assert _png_size(path) == (1000, height)
         # A blank page compresses to a few KB; a rendered dashboard does not.
         assert 20_000 < (tmp_path / "img" / path.rsplit("/", 1)[1]).stat().st_size < 400_000
