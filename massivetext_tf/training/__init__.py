@@ -1,8 +1,10 @@
-"""massivetext_tf.training: strategy factory, XLA-compiled distributed loop, AdamW with
-warmup + cosine, checkpoints that survive preemption, metrics. See docs/training.md.
+"""massivetext_tf.training: Model Garden's shape. A `Task` (model, inputs, loss, metrics;
+task.py, finetune_tasks.py), a `Trainer` (state and the compiled XLA programs; trainer.py), a
+`Controller` (log, eval, checkpoint and preemption cadence; controller.py); strategy factory,
+AdamW with warmup + cosine, checkpoints that survive preemption, metrics. See docs/training.md.
 
     from massivetext_tf.training import load_config, train
-    cfg = load_config("massivetext_tf/configs/gopher_tiny.yaml", **{"runtime.train_steps": 50})
+    cfg = load_config("gopher_tiny", **{"trainer.train_steps": 50})
     cfg.model_dir = "runs/x"
     result = train(cfg)   # {"loss", "eval_loss", "eval_perplexity", "tokens_per_s", "mfu", ...}
 
@@ -18,11 +20,15 @@ _EXPORTS = {
     "ExperimentConfig": ("massivetext_tf.training.config", "ExperimentConfig"),
     "load_config": ("massivetext_tf.training.config", "load_config"),
     "save_config": ("massivetext_tf.training.config", "save_config"),
-    "NonFiniteError": ("massivetext_tf.training.loop", "NonFiniteError"),
-    "Trainer": ("massivetext_tf.training.loop", "Trainer"),
-    "build_model": ("massivetext_tf.training.loop", "build_model"),
-    "train": ("massivetext_tf.training.loop", "train"),
+    "Controller": ("massivetext_tf.training.controller", "Controller"),
+    "NonFiniteError": ("massivetext_tf.training.controller", "NonFiniteError"),
+    "Trainer": ("massivetext_tf.training.trainer", "Trainer"),
+    "Task": ("massivetext_tf.training.task", "Task"),
+    "PretrainTask": ("massivetext_tf.training.task", "PretrainTask"),
+    "build_model": ("massivetext_tf.training.task", "build_model"),
+    "train": ("massivetext_tf.training.train_lib", "train"),
     "get_strategy": ("massivetext_tf.training.strategy", "get_strategy"),
+    "strategy_from_config": ("massivetext_tf.training.strategy", "from_config"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,124 +1,282 @@
 """Experiment configuration: nested dataclasses, loaded from YAML, overridable from flags.
 
-    cfg = load_config("massivetext_tf/configs/gopher_tiny.yaml",
+    cfg = load_config("gopher_tiny",   # a bundled config's name, or a YAML path
                       overrides=["optimizer.peak_lr=1e-3", "runtime.strategy=mirrored"])
-    cfg.runtime.train_steps = 100
+    cfg.trainer.train_steps = 100
     save_config(cfg, "runs/x/config.yaml")
+
+Sections, as in TF Model Garden (`official/core/config_definitions.py`): `model`, `data`,
+`optimizer`, `runtime` (where and how the run executes: strategy, devices, precision, XLA,
+seed), `trainer` (what the loop does: steps, steps per host call, logging, evaluation,
+checkpoint cadence, non-finite policy) and `task` (the fine-tuning objective).
+
+Moved fields keep their old spelling: `MOVED` maps each old dotted name to its new one
+(`runtime.train_steps` -> `trainer.train_steps`), and every way in (YAML files, `--set`,
+command-line flag maps, the config.yaml of an existing model directory) goes through it.
 
 Unknown fields and values of the wrong type raise `ValueError` naming the field
 (e.g. ``optimizer.peak_lr: expected a number, got 'fast'``); so do NaN and infinity in any
-float field.
-
-Reusing a model directory: `compare_configs(old, new)` splits the differences into changes
-that alter shapes, data or the meaning of a checkpoint (`UNSAFE_FIELDS`, refused by the
-trainer) and changes a run can safely resume with (everything else: learning rate, schedule,
-steps, intervals...). See docs/training.md, "Reusing a model directory".
+float field. Reusing a model directory (which changes are safe): `massivetext_tf.training.run_dir`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import tensorflow as tf
 import yaml
 
+from massivetext_tf.training import config_parsing as parsing
 from massivetext_tf.training import names
 
 
 @dataclass
 class ModelConfig:
-    preset: str = "gopher_tiny"  # a massivetext_tf.models preset name (or "gpt2_tiny" stand-in)
-    overrides: dict = field(default_factory=dict)  # e.g. {num_layers: 2, dropout: 0.0}
-    init_from: Optional[str] = None  # checkpoint (dir or prefix) or keras-hub preset dir
-    lora_rank: int = 0  # > 0: backbone.enable_lora(rank), train only the LoRA weights
+    """The model to train.
+
+    Attributes:
+        preset: a `massivetext_tf.models` preset name (`gopher_tiny`, `t5_tiny`, ...), or
+            `standin_gpt2` (a keras-hub GPT-2 of the same input contract, for loop tests).
+        overrides: preset arguments to change, e.g. `{num_layers: 2, dropout: 0.0}`.
+        init_from: initial weights: a training checkpoint (directory or prefix; weights only,
+            fresh optimizer and schedule) or a keras-hub preset directory (architecture,
+            weights and tokenizer). None: random initialization.
+        lora_rank: > 0 enables LoRA adapters of this rank on the backbone and trains only them.
+    """
+
+    preset: str = "gopher_tiny"
+    overrides: dict = field(default_factory=dict)
+    init_from: Optional[str] = None
+    lora_rank: int = 0
 
 
 @dataclass
 class DataConfig:
-    dir: str = "synthetic"  # prepare_data.py output dir, or "synthetic" (tests, benchmarks)
-    objective: str = "lm"  # lm (next token) | span_corruption (encoder-decoder)
+    """The training and evaluation data.
+
+    Attributes:
+        dir: a `massivetext prepare-data` output directory (gs:// ok), or `synthetic`
+            (learnable arithmetic progressions; tests and benchmarks).
+        objective: `lm` (next token, decoder-only) or `span_corruption` (encoder-decoder).
+        train_split: the manifest split trained on.
+        eval_split: the manifest split evaluated on.
+        sequence_length: tokens per row (encoder tokens for span corruption).
+        decoder_sequence_length: span-corruption targets (default: sequence_length / 4) and
+            fine-tuning decoder length for encoder-decoder models.
+        global_batch_size: rows per optimizer step over all replicas.
+        mixture: `{source: weight}` sampling weights; None: the manifest's proportions.
+        vocabulary_size: synthetic data only (real data: from the manifest).
+    """
+
+    dir: str = "synthetic"
+    objective: str = "lm"
     train_split: str = "train"
     eval_split: str = "eval"
     sequence_length: int = 128
-    decoder_sequence_length: Optional[int] = None  # span_corruption targets (default: L / 4)
+    decoder_sequence_length: Optional[int] = None
     global_batch_size: int = 8
-    mixture: Optional[dict] = None  # {source: weight}; None = the manifest's proportions
-    vocabulary_size: int = 512  # synthetic data only (real data: from the manifest)
+    mixture: Optional[dict] = None
+    vocabulary_size: int = 512
 
 
 @dataclass
 class OptimizerConfig:
+    """AdamW with linear warmup and cosine decay (Gopher's recipe).
+
+    Attributes:
+        peak_lr: learning rate at the end of warmup.
+        init_lr: learning rate at step 0 (Gopher warms up linearly from 1e-7).
+        warmup_steps: linear warmup length in steps.
+        decay_steps: cosine length in steps; None: train_steps - warmup_steps.
+        final_lr_fraction: the cosine ends at peak_lr x this (0.1: decay by 10x).
+        weight_decay: decoupled weight decay, not on norms, biases or embeddings.
+        beta_1: Adam's first-moment decay.
+        beta_2: Adam's second-moment decay.
+        epsilon: Adam's epsilon.
+        clip_norm: clip the all-reduced gradient to this global norm; 0: no clipping.
+        accumulation_steps: micro-batches per optimizer step, inside the compiled step.
+    """
+
     peak_lr: float = 6e-4
-    init_lr: float = 1e-7  # Gopher warms up linearly from 1e-7
+    init_lr: float = 1e-7
     warmup_steps: int = 1500
-    decay_steps: Optional[int] = None  # cosine length; default: train_steps - warmup_steps
-    final_lr_fraction: float = 0.1  # cosine decay by 10x
-    weight_decay: float = 0.1  # not on norms, biases, embeddings (optimizer.no_decay)
+    decay_steps: Optional[int] = None
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.1
     beta_1: float = 0.9
     beta_2: float = 0.95
     epsilon: float = 1e-8
-    clip_norm: float = 1.0  # global norm of the all-reduced gradient; 0 = no clipping
-    accumulation_steps: int = 1  # micro-batches per optimizer step, inside the compiled step
+    clip_norm: float = 1.0
+    accumulation_steps: int = 1
 
 
 @dataclass
 class RuntimeConfig:
-    strategy: str = "one_device"  # one_device | mirrored | multi_worker_mirrored | tpu
-    devices: Optional[str] = None  # e.g. "GPU:0,GPU:1"
-    tpu: Optional[str] = None  # TPU name/address ("local" on a TPU VM)
-    mixed_precision: str = "float32"  # float32 | bfloat16 | float16 (loss scaling, GPU)
-    jit_compile: str = "auto"  # auto | true | false (auto: XLA unless unsupported)
-    remat: str = "none"  # none | block (recompute each block's activations in the backward pass)
+    """Where and how the run executes (Model Garden's `RuntimeConfig`); the strategy is built
+    from this section alone (`strategy.from_config`).
+
+    Attributes:
+        strategy: `one_device`, `mirrored`, `multi_worker_mirrored` or `tpu`.
+        devices: devices to use, e.g. `GPU:0,GPU:1` (one_device: one; mirrored: default every
+            GPU, else CPU:0).
+        tpu: TPU name or address for the tpu strategy (`local` on a TPU VM).
+        mixed_precision: `float32`, `bfloat16` or `float16` (float16: dynamic loss scaling,
+            GPU only).
+        jit_compile: `auto` (XLA unless the strategy cannot run it), `true` (XLA or an error)
+            or `false`.
+        remat: `none` or `block` (recompute each transformer block's activations in the
+            backward pass: less memory, more time; same loss and gradients).
+        seed: seeds weights, dropout, synthetic data and fine-tuning shuffles.
+        peak_flops_per_device: MFU denominator; None: the device table, or measured on CPU.
+        collective_timeout_s: multi_worker_mirrored: abort a collective that waits longer.
+        heartbeat_timeout_s: multi_worker_mirrored: declare a silent worker dead after this.
+    """
+
+    strategy: str = "one_device"
+    devices: Optional[str] = None
+    tpu: Optional[str] = None
+    mixed_precision: str = "float32"
+    jit_compile: str = "auto"
+    remat: str = "none"
+    seed: int = 0
+    peak_flops_per_device: Optional[float] = None
+    collective_timeout_s: Optional[float] = None
+    heartbeat_timeout_s: Optional[float] = 30.0
+
+
+@dataclass
+class TrainerConfig:
+    """What the training loop does and when (Model Garden's `TrainerConfig`): its length, the
+    steps of one host call, and the logging, evaluation and checkpoint cadence.
+
+    Attributes:
+        train_steps: optimizer steps of the whole run (a resumed run continues to this).
+        steps_per_loop: at most this many steps in one host call (one `tf.function`).
+        log_every: a metrics line (metrics.jsonl, TensorBoard) every this many steps.
+        checkpoint_every: a checkpoint every this many steps (and always at the end).
+        keep_checkpoints: checkpoints kept in MODEL_DIR/checkpoints (older ones deleted).
+        checkpoint_input_pipeline: save the input iterators in checkpoints (exact resume);
+            false: a resumed run skips the batches already consumed instead.
+        eval_every: evaluate every this many steps; 0: only at the end.
+        eval_steps: batches of the eval split per evaluation; 0: no evaluation.
+        eval_tasks: task YAML files (docs/evaluation.md) run with each evaluation.
+        eval_task_limit: the first N items of each eval task; None: all.
+        on_nonfinite: `stop` (checkpoint the last good state and raise `NonFiniteError`) or
+            `skip` (drop the step's update and go on).
+        max_consecutive_nonfinite: skip: give up (as stop) after this many bad steps in a row.
+        tensorboard: write TensorBoard summaries in MODEL_DIR/tensorboard.
+        progress: print a progress line (chief only).
+        sample_prompts: prompts of the greedy text samples logged at each evaluation.
+        sample_length: total length of those samples in tokens.
+        save_preset: write MODEL_DIR/preset (keras-hub layout) at the end.
+    """
+
     train_steps: int = 1000
     steps_per_loop: int = 10
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     checkpoint_input_pipeline: bool = True
-    eval_every: int = 500  # 0 = only at the end
-    eval_steps: int = 10  # batches per evaluation; 0 = no evaluation
-    eval_tasks: list = field(default_factory=list)  # task YAML files run with each evaluation
-    eval_task_limit: Optional[int] = None  # first N items of each eval task (None: all)
-    seed: int = 0
-    on_nonfinite: str = "stop"  # stop (checkpoint last good state, raise) | skip (drop step)
-    max_consecutive_nonfinite: int = 10  # skip: give up (as stop) after this many in a row
-    peak_flops_per_device: Optional[float] = None  # MFU denominator; default: table / measured
-    collective_timeout_s: Optional[float] = None  # multi_worker: abort a stuck collective
-    heartbeat_timeout_s: Optional[float] = 30.0  # multi_worker: declare a silent worker dead
+    eval_every: int = 500
+    eval_steps: int = 10
+    eval_tasks: list = field(default_factory=list)
+    eval_task_limit: Optional[int] = None
+    on_nonfinite: str = "stop"
+    max_consecutive_nonfinite: int = 10
     tensorboard: bool = True
     progress: bool = True
-    sample_prompts: list = field(default_factory=lambda: ["The"])  # eval text samples
+    sample_prompts: list = field(default_factory=lambda: ["The"])
     sample_length: int = 32
-    save_preset: bool = True  # MODEL_DIR/preset at the end (keras-hub layout)
+    save_preset: bool = True
 
 
 @dataclass
 class TaskConfig:
-    """Downstream fine-tuning (trainers/finetune.py); type `lm` = continued pretraining."""
+    """The fine-tuning objective (`massivetext finetune`); `lm` is continued pretraining.
 
-    type: str = "lm"  # lm | classification | seq2seq
-    train_file: Optional[str] = None  # JSONL
-    eval_file: Optional[str] = None  # JSONL
-    input_key: str = "text"  # classification: text; seq2seq: input
-    target_key: str = "label"  # classification: label; seq2seq: target
-    labels: Optional[list] = None  # classification label strings (default: from train file)
-    prompt_template: str = "{input}\n"  # decoder-only: text the target is appended to
+    Attributes:
+        type: `lm`, `classification` or `seq2seq` (generative: translation, summarization,
+            QA).
+        train_file: JSONL training examples.
+        eval_file: JSONL evaluation examples (default: the training file).
+        input_key: the input field of an example (classification: text; seq2seq: input).
+        target_key: the target field (classification: label; seq2seq: target; a list of
+            accepted answers for QA, the first is trained on).
+        labels: classification label strings (default: those of the training file, sorted).
+        prompt_template: decoder-only models: the text the target is appended to.
+        max_target_length: target tokens kept (and generated at evaluation).
+        tokenizer: SentencePiece model (default: the data dir's, else the preset's).
+    """
+
+    type: str = "lm"
+    train_file: Optional[str] = None
+    eval_file: Optional[str] = None
+    input_key: str = "text"
+    target_key: str = "label"
+    labels: Optional[list] = None
+    prompt_template: str = "{input}\n"
     max_target_length: int = 32
-    tokenizer: Optional[str] = None  # SentencePiece model (default: data dir or preset's)
+    tokenizer: Optional[str] = None
 
 
 @dataclass
 class ExperimentConfig:
+    """One experiment: every section, and the model directory.
+
+    Attributes:
+        model: `ModelConfig`.
+        data: `DataConfig`.
+        optimizer: `OptimizerConfig`.
+        runtime: `RuntimeConfig` (strategy, devices, precision).
+        trainer: `TrainerConfig` (steps and cadence).
+        task: `TaskConfig` (fine-tuning).
+        model_dir: where checkpoints, metrics, config.yaml and the preset go (gs:// ok).
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     model_dir: Optional[str] = None
+
+
+# Old dotted name -> new dotted name of every moved field. Loading a YAML file or a saved
+# config.yaml, `--set` and the command-line flag maps all accept the old names.
+MOVED = {f"runtime.{f.name}": f"trainer.{f.name}" for f in dataclasses.fields(TrainerConfig)}
+
+
+def canonical(key: str) -> str:
+    """The current dotted name of `key` (an old spelling from `MOVED`, or itself)."""
+    return MOVED.get(key, key)
+
+
+def _move_old_fields(data: dict) -> dict:
+    """A top-level config mapping with moved fields taken to their new sections (a copy)."""
+    if not any(isinstance(data.get(old.split(".")[0]), dict) and old.split(".")[1]
+               in data[old.split(".")[0]] for old in MOVED):
+        return data
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for old, new in MOVED.items():
+        (old_section, name), (new_section, new_name) = old.split("."), new.split(".")
+        section = data.get(old_section)
+        if not isinstance(section, dict) or name not in section:
+            continue
+        value = section.pop(name)
+        target = data.get(new_section)
+        if target is None:
+            target = data[new_section] = {}
+        if not isinstance(target, dict):
+            continue  # reported as "expected a mapping" by _from_dict
+        if new_name in target and target[new_name] != value:
+            raise ValueError(f"{old} ({value!r}) and {new} ({target[new_name]!r}) are the same "
+                             f"field ({old} is its old name): set only {new}")
+        target[new_name] = value
+    return data
 
 
 _CHOICES = {
@@ -127,102 +285,34 @@ _CHOICES = {
     "runtime.mixed_precision": names.PRECISIONS,
     "runtime.jit_compile": ("auto", "true", "false"),
     "runtime.remat": ("none", "block"),
-    "runtime.on_nonfinite": ("stop", "skip"),
+    "trainer.on_nonfinite": ("stop", "skip"),
     "task.type": ("lm", "classification", "seq2seq"),
 }
 _POSITIVE = (
     "data.sequence_length", "data.global_batch_size", "optimizer.accumulation_steps",
-    "runtime.train_steps", "runtime.steps_per_loop", "runtime.log_every",
-    "runtime.checkpoint_every", "runtime.keep_checkpoints",
-    "runtime.max_consecutive_nonfinite",
+    "trainer.train_steps", "trainer.steps_per_loop", "trainer.log_every",
+    "trainer.checkpoint_every", "trainer.keep_checkpoints",
+    "trainer.max_consecutive_nonfinite",
 )
-_NON_NEGATIVE = ("runtime.eval_steps", "runtime.eval_every", "runtime.sample_length")
-
-
-def _coerce(value, tp, where: str):
-    """Converts a YAML/flag value to the annotated type, or raises naming the field."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return _coerce(value, args[0], where)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ValueError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number, got {value!r}") from None
-        if not math.isfinite(f):
-            raise ValueError(f"{where}: expected a finite number, got {value!r}")
-        return f
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
-        if isinstance(value, bool):  # YAML 'true' for jit_compile
-            return "true" if value else "false"
-        return str(value)
-    if tp in (dict, list) or origin in (dict, list):
-        base = origin or tp
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, base):
-            raise ValueError(f"{where}: expected a {base.__name__}, got {value!r}")
-        return value
-    return value
+_NON_NEGATIVE = ("trainer.eval_steps", "trainer.eval_every", "trainer.sample_length")
 
 
 def _from_dict(cls, data, prefix: str):
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ValueError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ValueError(
-            f"unknown config field {where}{unknown[0]}; valid fields{' of ' + prefix if prefix else ''}:"
-            f" {', '.join(sorted(names))}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        where = f"{prefix}.{name}" if prefix else name
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _from_dict(tp, value, where)
-        else:
-            kwargs[name] = _coerce(value, tp, where)
-    return cls(**kwargs)
+    """`cls` from a mapping; an ExperimentConfig mapping may use the old names of `MOVED`."""
+    if cls is ExperimentConfig and isinstance(data, dict):
+        data = _move_old_fields(data)
+    return parsing.from_mapping(cls, data, prefix)
 
 
 def from_dict(data: dict) -> ExperimentConfig:
+    """A validated `ExperimentConfig` from a mapping of sections (old field names accepted)."""
     cfg = _from_dict(ExperimentConfig, data, "")
     validate(cfg)
     return cfg
 
 
 def to_dict(cfg) -> dict:
+    """The config as plain nested dicts (the layout save_config writes)."""
     return dataclasses.asdict(cfg)
 
 
@@ -235,8 +325,10 @@ def apply_override(cfg: ExperimentConfig, assignment: str) -> None:
 
 
 def set_value(cfg: ExperimentConfig, key: str, value, *, flag: str | None = None) -> None:
-    """Sets the dotted field `key` (e.g. `optimizer.peak_lr`) to `value`, type-checked."""
+    """Sets the dotted field `key` (e.g. `optimizer.peak_lr`) to `value`, type-checked; an
+    old name of a moved field (`MOVED`) sets the field in its new place."""
     flag = flag or key
+    key = canonical(key)
     parts = key.split(".")
     obj = cfg
     for i, part in enumerate(parts):
@@ -250,7 +342,7 @@ def set_value(cfg: ExperimentConfig, key: str, value, *, flag: str | None = None
             if last:
                 if dataclasses.is_dataclass(tp):
                     raise ValueError(f"{flag}: {where} is a section, set one of its fields")
-                setattr(obj, part, _coerce(value, tp, where))
+                setattr(obj, part, parsing.coerce(value, tp, where))
                 return
             if getattr(obj, part) is None:
                 setattr(obj, part, {})
@@ -265,8 +357,9 @@ def set_value(cfg: ExperimentConfig, key: str, value, *, flag: str | None = None
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Checks choices, ranges and finiteness of every field; `ValueError` naming the field."""
     flat = {}
-    for section in ("data", "optimizer", "runtime", "task", "model"):
+    for section in ("data", "optimizer", "runtime", "trainer", "task", "model"):
         for k, v in dataclasses.asdict(getattr(cfg, section)).items():
             flat[f"{section}.{k}"] = v
     for key, choices in _CHOICES.items():
@@ -280,7 +373,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ValueError(f"{key}: must be an integer >= 0, got {flat[key]!r}")
     # Every float anywhere (typed fields, model.overrides, data.mixture): NaN and infinity
     # would poison the run (a NaN learning rate passes every `<= 0` check).
-    for key, value in _walk(flat):
+    for key, value in parsing.walk(flat):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{key}: expected a finite number, got {value!r}")
     for key, low, high in _RANGES:
@@ -300,11 +393,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ValueError("optimizer.clip_norm: must be >= 0 (0 = no clipping)")
     if not 0 <= cfg.optimizer.final_lr_fraction <= 1:
         raise ValueError("optimizer.final_lr_fraction: must be in [0, 1]")
-    if cfg.runtime.eval_task_limit is not None and cfg.runtime.eval_task_limit < 1:
-        raise ValueError(f"runtime.eval_task_limit: must be >= 1, got {cfg.runtime.eval_task_limit}")
-    for i, task in enumerate(cfg.runtime.eval_tasks):
+    if cfg.trainer.eval_task_limit is not None and cfg.trainer.eval_task_limit < 1:
+        raise ValueError(f"trainer.eval_task_limit: must be >= 1, got {cfg.trainer.eval_task_limit}")
+    for i, task in enumerate(cfg.trainer.eval_tasks):
         if not isinstance(task, str) or not task:
-            raise ValueError(f"runtime.eval_tasks[{i}]: expected a task YAML path, got {task!r}")
+            raise ValueError(f"trainer.eval_tasks[{i}]: expected a task YAML path, got {task!r}")
     if cfg.model.lora_rank < 0:
         raise ValueError("model.lora_rank: must be >= 0")
     return cfg
@@ -323,23 +416,12 @@ _RANGES = (
 )
 
 
-def _walk(flat: dict, prefix: str = ""):
-    """(dotted key, leaf value) of a flat section dict, descending into dicts and lists."""
-    for key, value in flat.items():
-        where = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _walk(value, where + ".")
-        elif isinstance(value, (list, tuple)):
-            yield from _walk({f"{key}[{i}]": item for i, item in enumerate(value)}, prefix)
-        else:
-            yield where, value
-
-
 def load_config(path: Optional[str] = None, overrides=(), **explicit) -> ExperimentConfig:
     """Loads YAML (or the defaults), applies `--set` overrides, then explicit values.
 
-    `explicit` maps dotted names to values (`{"runtime.train_steps": 10}`); None is ignored,
-    so argparse results can be passed straight through.
+    `explicit` maps dotted names to values (`{"trainer.train_steps": 10}`; old names of
+    moved fields work too); None is ignored, so argparse results can be passed straight
+    through.
     """
     from massivetext_tf import configs
 
@@ -360,6 +442,7 @@ def load_config(path: Optional[str] = None, overrides=(), **explicit) -> Experim
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
+    """The config as YAML, sections in declaration order."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
@@ -369,74 +452,6 @@ def save_config(cfg: ExperimentConfig, path: str, *, header: str = "") -> None:
 
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     io.atomic_write(path, comments + dump_config(cfg))
-
-
-# ---------------------------------------------------------------------------------------------
-# Reusing a model directory
-
-# Fields whose change alters the shapes, the data or the meaning of a checkpoint: a run that
-# resumes from a checkpoint must keep them. A prefix ending in "." covers a whole section.
-UNSAFE_FIELDS = (
-    "model.",                          # architecture, init, LoRA: the checkpoint's shapes
-    "data.dir", "data.objective", "data.train_split", "data.mixture",  # what is trained on
-    "data.sequence_length", "data.decoder_sequence_length", "data.global_batch_size",
-    "data.vocabulary_size",
-    "runtime.mixed_precision",         # float16 wraps the optimizer (a loss-scale state)
-    "runtime.strategy", "runtime.devices",  # replicas: the input-pipeline state per replica
-    "runtime.checkpoint_input_pipeline", "runtime.seed",  # what the checkpoint holds, order
-    "task.type", "task.train_file", "task.input_key", "task.target_key", "task.labels",
-    "task.prompt_template", "task.max_target_length", "task.tokenizer",
-)
-
-
-_PATH_FIELDS = ("data.dir", "model.init_from", "task.train_file", "task.eval_file",
-                "task.tokenizer")
-
-
-def _norm_path(path: str) -> str:
-    import os
-    import posixpath
-
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(rest)}"
-    return os.path.normpath(path)
-
-
-def is_unsafe_field(key: str) -> bool:
-    return any(key == f or (f.endswith(".") and key.startswith(f)) for f in UNSAFE_FIELDS)
-
-
-def _flatten(data, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        where = f"{prefix}{key}"
-        if isinstance(value, dict) and where != "data.mixture":  # {} contributes nothing
-            out.update(_flatten(value, where + "."))
-        else:
-            out[where] = value
-    return out
-
-
-def compare_configs(old: "ExperimentConfig", new: "ExperimentConfig"):
-    """-> (unsafe, safe): lists of `(field, old value, new value)` that differ, the dotted
-    field names sorted (model.overrides are compared per key). `model_dir` is not compared."""
-    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
-    for flat in (a, b):
-        flat.pop("model_dir", None)
-        for key in _PATH_FIELDS:  # data/ and data/./ are the same directory
-            if isinstance(flat.get(key), str) and flat[key]:
-                flat[key] = _norm_path(flat[key])
-    _missing = "<unset>"
-    diffs = [(k, a.get(k, _missing), b.get(k, _missing)) for k in sorted(set(a) | set(b))
-             if a.get(k, _missing) != b.get(k, _missing)]
-    unsafe = [d for d in diffs if is_unsafe_field(d[0])]
-    safe = [d for d in diffs if not is_unsafe_field(d[0])]
-    return unsafe, safe
-
-
-def describe_changes(diffs) -> str:
-    return ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in diffs)
 
 
 def read_config(path: str) -> "ExperimentConfig":
@@ -449,3 +464,15 @@ def read_config(path: str) -> "ExperimentConfig":
     except (ValueError, yaml.YAMLError) as e:
         raise ValueError(f"{path}: cannot read the saved config ({str(e).splitlines()[0]})") \
             from None
+
+
+_RUN_DIR_NAMES = ("UNSAFE_FIELDS", "compare_configs", "describe_changes", "is_unsafe_field")
+
+
+def __getattr__(name):
+    # Comparing configs moved to run_dir.py (its one user); the old names keep working.
+    if name in _RUN_DIR_NAMES:
+        from massivetext_tf.training import run_dir
+
+        return getattr(run_dir, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -269,7 +269,7 @@ def check_data(cfg, *, evaluate: bool) -> None:
         wanted.append(("data.eval_split", d.eval_split))
     for field, split in wanted:
         if split not in have:
-            extra = " or --set runtime.eval_steps=0 to train without evaluation" \
+            extra = " or --set trainer.eval_steps=0 to train without evaluation" \
                 if field == "data.eval_split" else ""
             raise _data_error(
                 f"{field}: {manifest_path} has no shards for split {split!r} (splits with "

@@ -3,7 +3,7 @@
 * `--mode eval`: evaluates one checkpoint (`--checkpoint PREFIX`, default the newest) and
   prints the metrics as one JSON line.
 * `--mode continuous_eval`: watches `MODEL_DIR/checkpoints`, evaluates each new checkpoint
-  once, oldest first, and ends after the final one (step >= `runtime.train_steps`) or after
+  once, oldest first, and ends after the final one (step >= `trainer.train_steps`) or after
   `--eval-timeout` seconds without a new checkpoint. Resumable: `MODEL_DIR/eval/state.json`
   lists the evaluated steps (written after each checkpoint's results), so a restarted
   evaluator evaluates none twice and skips none that still exists; lines an interrupted
@@ -11,7 +11,7 @@
   `eval/metrics_superseded.jsonl` (the trainer's rule), so each step appears once.
 
 What a checkpoint's evaluation holds: the trainer's loss, perplexity and bits per byte on
-`runtime.eval_steps` batches of the eval split, plus every task of `runtime.eval_tasks` (task
+`trainer.eval_steps` batches of the eval split, plus every task of `trainer.eval_tasks` (task
 YAML files, docs/evaluation.md) as `TASK/METRIC`. Written to `MODEL_DIR/eval/metrics.jsonl`,
 TensorBoard scalars `eval/TASK/METRIC` under `MODEL_DIR/eval/tensorboard`, and one results
 document per checkpoint, `MODEL_DIR/eval/results/step-NNNNNNNN.json` (the JSON of
@@ -32,30 +32,19 @@ import tensorflow as tf
 from massivetext_tf import io
 from massivetext_tf.training import checkpoint as ckpt_lib
 from massivetext_tf.training import metrics as metrics_lib
+# The flags of the modes live with the other flags of `massivetext train` (TensorFlow-free,
+# for a fast --help); `add_flags` is their old name here.
+from massivetext_tf.training.cli import MODES, add_mode_flags as add_flags  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-MODES = ("train", "eval", "continuous_eval")
 EVAL_DIR = "eval"
 STATE = "state.json"
 
 
-def add_flags(p) -> None:
-    """The flags of the evaluation modes (trainers/pretrain.py)."""
-    p.add_argument("--mode", choices=MODES, default="train",
-                   help="train (default; evaluates at runtime.eval_every), eval (one checkpoint), "
-                        "continuous_eval (each new checkpoint of --model-dir once, until the final one)")
-    p.add_argument("--checkpoint", help="--mode eval: checkpoint prefix (default: the newest)")
-    p.add_argument("--eval-timeout", dest="eval_timeout", type=float, default=None,
-                   help="continuous_eval: stop after this many seconds without a new checkpoint "
-                        "(default: wait until the final checkpoint)")
-    p.add_argument("--poll-interval", dest="poll_interval", type=float, default=10.0,
-                   help="continuous_eval: seconds between looks for a new checkpoint")
-
-
 def dispatch(cfg, args) -> dict:
     """`--mode train | eval | continuous_eval` with the parsed flags."""
-    from massivetext_tf.training.loop import train
+    from massivetext_tf.training.train_lib import train
 
     mode = getattr(args, "mode", "train")
     for flag, value in (("--eval-timeout", getattr(args, "eval_timeout", None)),
@@ -75,20 +64,20 @@ def dispatch(cfg, args) -> dict:
 # Tasks
 
 def load_eval_tasks(cfg) -> list:
-    """The tasks of `runtime.eval_tasks` (YAML paths), checked before any model runs; a bad
+    """The tasks of `trainer.eval_tasks` (YAML paths), checked before any model runs; a bad
     file is a `ValueError` naming the file, line and field."""
     from massivetext_tf.evaluation import load_task
     from massivetext_tf.training import data as data_lib
 
-    paths = list(cfg.runtime.eval_tasks or [])
+    paths = list(cfg.trainer.eval_tasks or [])
     if paths and not data_lib.tokenizer_path(cfg):
-        raise ValueError("runtime.eval_tasks: tasks are text and need the data's tokenizer; "
+        raise ValueError("trainer.eval_tasks: tasks are text and need the data's tokenizer; "
                          f"data.dir={cfg.data.dir!r} has none (use prepared data or task.tokenizer)")
     tasks = []
     for i, path in enumerate(paths):
         if not isinstance(path, str) or not tf.io.gfile.exists(path):
-            raise ValueError(f"runtime.eval_tasks[{i}]: no such task file {path!r}")
-        tasks.append(load_task(path, limit=cfg.runtime.eval_task_limit))
+            raise ValueError(f"trainer.eval_tasks[{i}]: no such task file {path!r}")
+        tasks.append(load_task(path, limit=cfg.trainer.eval_task_limit))
     return tasks
 
 
@@ -111,7 +100,7 @@ def rows_as_scalars(rows) -> dict:
 
 
 def task_eval_fn(cfg, tasks=None):
-    """`fn(trainer) -> {TASK/METRIC: value}` running `runtime.eval_tasks` on the trainer's
+    """`fn(trainer) -> {TASK/METRIC: value}` running `trainer.eval_tasks` on the trainer's
     model (the adapter is built once and reads the live weights), or None without tasks."""
     tasks = load_eval_tasks(cfg) if tasks is None else tasks
     if not tasks:
@@ -158,14 +147,12 @@ def list_checkpoints(model_dir: str) -> list:
 def _eval_trainer(cfg):
     """A Trainer over `cfg` that writes nothing in the run's own files (no TensorBoard writer,
     no progress line); its model receives each checkpoint's weights."""
-    from massivetext_tf.training.loop import Trainer
+    from massivetext_tf.training.trainer import Trainer
 
     cfg = copy.deepcopy(cfg)
-    cfg.runtime.tensorboard = False
-    cfg.runtime.progress = False
-    trainer = Trainer(cfg)
-    trainer.writer.enabled = False
-    return trainer
+    cfg.trainer.tensorboard = False
+    cfg.trainer.progress = False
+    return Trainer(cfg)  # no Controller: no metrics writer
 
 
 def evaluate_checkpoint(trainer, path, tasks, adapter=None) -> tuple:
@@ -173,7 +160,7 @@ def evaluate_checkpoint(trainer, path, tasks, adapter=None) -> tuple:
     result rows, info). `info` names the checkpoint, its step and training tokens."""
     ckpt_lib.restore_model_weights(trainer.model, path)
     step = int(_CKPT.search(path).group(1))
-    scalars = dict(trainer.evaluate()) if trainer.cfg.runtime.eval_steps else {}
+    scalars = dict(trainer.evaluate()) if trainer.cfg.trainer.eval_steps else {}
     rows = []
     if tasks:
         rows = task_rows(adapter, tasks)
@@ -187,7 +174,7 @@ def evaluate_checkpoint(trainer, path, tasks, adapter=None) -> tuple:
         if metric in scalars:
             rows.append({"task": f"eval_split/{cfg.data.eval_split}", "kind": "training_eval", "metric": metric,
                          "value": float(scalars[metric]), "stderr": None, "stderr_method": None,
-                         "num_items": cfg.runtime.eval_steps, "num_scored": cfg.runtime.eval_steps,
+                         "num_items": cfg.trainer.eval_steps, "num_scored": cfg.trainer.eval_steps,
                          "num_skipped": 0, "num_truncated": 0, "num_fewshot": 0})
     return step, scalars, rows, info
 
@@ -235,14 +222,14 @@ def continuous_eval(cfg, *, timeout_s=None, poll_s=10.0, sleep=time.sleep, clock
     if not isinstance(state.get("evaluated"), dict):
         raise ValueError(f"{state_path}: field 'evaluated': expected an object of step -> checkpoint")
     done = {int(s) for s in state["evaluated"]}
-    writer = metrics_lib.MetricsWriter(f"{model_dir}/{EVAL_DIR}", tensorboard=cfg.runtime.tensorboard)
+    writer = metrics_lib.MetricsWriter(f"{model_dir}/{EVAL_DIR}", tensorboard=cfg.trainer.tensorboard)
     # An evaluation interrupted after its metrics line but before the state file: redo it once.
     moved = writer.supersede_after(max(done) if done else -1)
     if moved:
         log.info("moved %d metrics line(s) of an interrupted evaluation to %s", moved, metrics_lib.SUPERSEDED)
     trainer = adapter = None
     evaluated, gone, last_step = [], [], max(done) if done else None
-    final = cfg.runtime.train_steps
+    final = cfg.trainer.train_steps
     status, waiting_since = None, clock()
     try:
         while status is None:
@@ -276,6 +263,6 @@ def continuous_eval(cfg, *, timeout_s=None, poll_s=10.0, sleep=time.sleep, clock
         writer.close()
     if gone:
         log.warning("%d checkpoint(s) were deleted before they could be evaluated (steps %s); "
-                    "raise runtime.keep_checkpoints", len(gone), gone)
+                    "raise trainer.keep_checkpoints", len(gone), gone)
     return {"status": status, "step": last_step, "evaluated": evaluated, "deleted_before_eval": gone,
             "state": state_path}

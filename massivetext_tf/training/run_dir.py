@@ -8,8 +8,9 @@ is compatible.
                                             and what changed); each is a valid --config file
 
 `check(cfg)` runs before a trainer writes anything in the directory. It compares `cfg` with the
-latest recorded config: with a checkpoint present, a change of a field in
-`config.UNSAFE_FIELDS` (shapes, data, the meaning of the checkpoint) is refused with one
+latest recorded config (`compare_configs`; a config saved before fields moved between sections
+loads into the current sections, see `config.MOVED`): with a checkpoint present, a change of a
+field in `UNSAFE_FIELDS` (shapes, data, the meaning of the checkpoint) is refused with one
 message naming every differing field; other changes (learning rate, schedule, steps,
 intervals) are allowed and listed. Without a checkpoint nothing depends on the old config, so
 every change is allowed (and recorded). `record(...)` writes the history once the run resumed.
@@ -66,11 +67,11 @@ def check(cfg) -> RunDirState:
     if path is None:
         return RunDirState(None, [], ckpt)
     previous = config_lib.read_config(path)
-    unsafe, safe = config_lib.compare_configs(previous, cfg)
+    unsafe, safe = compare_configs(previous, cfg)
     if unsafe and ckpt:
         raise ConfigMismatchError(
             f"--model-dir {model_dir} holds checkpoints made with a different configuration "
-            f"({path}): {config_lib.describe_changes(unsafe)}. These fields change the "
+            f"({path}): {describe_changes(unsafe)}. These fields change the "
             "model's shapes, its data or the meaning of the checkpoint, so the run cannot "
             "resume with them; rerun with the recorded values, or use a new --model-dir "
             f"(add --init-from {model_dir} to start from its weights)."
@@ -92,6 +93,76 @@ def record(cfg, state: RunDirState, *, step: int) -> str | None:
     path = f"{model_dir}/{HISTORY}/run-{n:03d}.yaml"
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     header = (f"run {n} of {model_dir}, started at step {step} on {when}\n"
-              f"changes vs the previous run: {config_lib.describe_changes(state.changes)}")
+              f"changes vs the previous run: {describe_changes(state.changes)}")
     config_lib.save_config(cfg, path, header=header)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing two configs
+
+# Fields whose change alters the shapes, the data or the meaning of a checkpoint: a run that
+# resumes from a checkpoint must keep them. A prefix ending in "." covers a whole section.
+UNSAFE_FIELDS = (
+    "model.",                          # architecture, init, LoRA: the checkpoint's shapes
+    "data.dir", "data.objective", "data.train_split", "data.mixture",  # what is trained on
+    "data.sequence_length", "data.decoder_sequence_length", "data.global_batch_size",
+    "data.vocabulary_size",
+    "runtime.mixed_precision",         # float16 wraps the optimizer (a loss-scale state)
+    "runtime.strategy", "runtime.devices",  # replicas: the input-pipeline state per replica
+    "trainer.checkpoint_input_pipeline", "runtime.seed",  # what the checkpoint holds, order
+    "task.type", "task.train_file", "task.input_key", "task.target_key", "task.labels",
+    "task.prompt_template", "task.max_target_length", "task.tokenizer",
+)
+
+
+_PATH_FIELDS = ("data.dir", "model.init_from", "task.train_file", "task.eval_file",
+                "task.tokenizer")
+
+
+def _norm_path(path: str) -> str:
+    import os
+    import posixpath
+
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.normpath(path)
+
+
+def is_unsafe_field(key: str) -> bool:
+    """Whether a change of the dotted field `key` is refused on resume (`UNSAFE_FIELDS`)."""
+    return any(key == f or (f.endswith(".") and key.startswith(f)) for f in UNSAFE_FIELDS)
+
+
+def _flatten(data, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if isinstance(value, dict) and where != "data.mixture":  # {} contributes nothing
+            out.update(_flatten(value, where + "."))
+        else:
+            out[where] = value
+    return out
+
+
+def compare_configs(old, new):
+    """-> (unsafe, safe): lists of `(field, old value, new value)` that differ, the dotted
+    field names sorted (model.overrides are compared per key). `model_dir` is not compared."""
+    a, b = _flatten(config_lib.to_dict(old)), _flatten(config_lib.to_dict(new))
+    for flat in (a, b):
+        flat.pop("model_dir", None)
+        for key in _PATH_FIELDS:  # data/ and data/./ are the same directory
+            if isinstance(flat.get(key), str) and flat[key]:
+                flat[key] = _norm_path(flat[key])
+    _missing = "<unset>"
+    diffs = [(k, a.get(k, _missing), b.get(k, _missing)) for k in sorted(set(a) | set(b))
+             if a.get(k, _missing) != b.get(k, _missing)]
+    unsafe = [d for d in diffs if is_unsafe_field(d[0])]
+    safe = [d for d in diffs if not is_unsafe_field(d[0])]
+    return unsafe, safe
+
+
+def describe_changes(diffs) -> str:
+    """`field old -> new, ...` of `(field, old, new)` differences."""
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in diffs)

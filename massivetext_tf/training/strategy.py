@@ -1,5 +1,6 @@
 """One string-to-strategy factory, in the spirit of Model Garden's `distribute_utils`.
 
+    strategy = from_config(cfg.runtime)   # what training, fine-tuning, evaluation and tuning use
     strategy = get_strategy("one_device")                       # CPU:0, or GPU:0 if present
     strategy = get_strategy("one_device", devices="CPU:0")
     strategy = get_strategy("mirrored", devices="GPU:0,GPU:1")   # default: every local GPU
@@ -172,6 +173,16 @@ def get_strategy(
             f"asked for a TPU ({tpu or 'local'}), found: {', '.join(local_devices())} ({e})"
         ) from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+def from_config(runtime) -> tf.distribute.Strategy:
+    """The strategy of a `RuntimeConfig` (strategy, devices, tpu and the multi-worker
+    timeouts): the one place a run's strategy is built from its config."""
+    return get_strategy(
+        runtime.strategy, tpu=runtime.tpu, devices=runtime.devices,
+        collective_timeout_s=runtime.collective_timeout_s,
+        heartbeat_timeout_s=runtime.heartbeat_timeout_s,
+    )
 
 
 def strategy_name(strategy: tf.distribute.Strategy) -> str:

@@ -154,9 +154,9 @@ def suggest_config(flops: float, base_cfg, *, tokens_per_param: float = TOKENS_P
     cfg = copy.deepcopy(base_cfg)
     shape = {k: v for k, v in s["shape"].items() if k != "params"}
     cfg.model.overrides = {**dict(cfg.model.overrides or {}), **shape}
-    cfg.runtime.train_steps = s["train_steps"]
-    if cfg.optimizer.warmup_steps >= cfg.runtime.train_steps:
-        cfg.optimizer.warmup_steps = max(cfg.runtime.train_steps // 10, 0)
+    cfg.trainer.train_steps = s["train_steps"]
+    if cfg.optimizer.warmup_steps >= cfg.trainer.train_steps:
+        cfg.optimizer.warmup_steps = max(cfg.trainer.train_steps // 10, 0)
     config_lib.validate(cfg)
     return cfg, s
 

@@ -39,8 +39,8 @@ def steps_for_tokens(tokens: float, cfg) -> int:
 
 
 def default_budget_tokens(cfg) -> int:
-    """The base config's own budget: runtime.train_steps x global batch x sequence length."""
-    return int(cfg.runtime.train_steps) * tokens_per_step(cfg)
+    """The base config's own budget: trainer.train_steps x global batch x sequence length."""
+    return int(cfg.trainer.train_steps) * tokens_per_step(cfg)
 
 
 def model_config(cfg) -> dict:
@@ -102,14 +102,13 @@ class ZooHyperModel(keras_tuner.HyperModel):
         """A compiled zoo model for `hp` (AdamW with the trial's schedule, token cross-entropy)."""
         import keras
 
-        from massivetext_tf.training import data as data_lib
-        from massivetext_tf.training import loop as loop_lib
         from massivetext_tf.training import optimizer as opt_lib
+        from massivetext_tf.training.task import PretrainTask
 
         cfg = self.config_for(hp)
-        model = loop_lib.build_model(cfg, tokenizer=data_lib.tokenizer_path(cfg))
+        model = PretrainTask(cfg).build_model()
         model.compile(
-            optimizer=opt_lib.build_optimizer(cfg.optimizer, train_steps=cfg.runtime.train_steps,
+            optimizer=opt_lib.build_optimizer(cfg.optimizer, train_steps=cfg.trainer.train_steps,
                                               model=model),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             weighted_metrics=[],
@@ -151,10 +150,10 @@ class ZooHyperModel(keras_tuner.HyperModel):
         except ValueError as e:
             raise ValueError(f"search space point {values}: {e}") from None
         cfg.model.overrides = overrides
-        cfg.runtime.train_steps = steps_for_tokens(tokens or self.trial_tokens(hp), cfg)
+        cfg.trainer.train_steps = steps_for_tokens(tokens or self.trial_tokens(hp), cfg)
         if "optimizer.warmup_fraction" in values:
             cfg.optimizer.warmup_steps = int(round(values["optimizer.warmup_fraction"]
-                                                   * cfg.runtime.train_steps))
+                                                   * cfg.trainer.train_steps))
         if model_dir is not None:
             cfg.model_dir = model_dir
         try:

@@ -3,7 +3,7 @@
     result = search(base_cfg, space, project_dir="runs/sweep", tuner="bayesian",
                     max_trials=20, budget_tokens=50_000_000)
 
-Every trial is one `massivetext_tf.training.loop.Trainer(cfg, strategy=...).fit()`: the same
+Every trial is one `massivetext_tf.training.trainer.Trainer(cfg, strategy=...).fit()`: the same
 strategies, XLA step, mixed precision, checkpoints and metrics as trainers/pretrain.py. The
 strategy is created once per search and shared by the trials.
 
@@ -143,12 +143,7 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
         if self._strategy is None:
             from massivetext_tf.training import strategy as strategy_lib
 
-            rt = self.hypermodel.base_config.runtime
-            self._strategy = strategy_lib.get_strategy(
-                rt.strategy, tpu=rt.tpu, devices=rt.devices,
-                collective_timeout_s=rt.collective_timeout_s,
-                heartbeat_timeout_s=rt.heartbeat_timeout_s,
-            )
+            self._strategy = strategy_lib.from_config(self.hypermodel.base_config.runtime)
         return self._strategy
 
     def trial_dir(self, trial_id: str) -> str:
@@ -212,7 +207,8 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
         self.write_hparams_config()
 
     def run_trial(self, trial, *args, **kwargs):
-        from massivetext_tf.training import loop as loop_lib
+        from massivetext_tf.training.controller import NonFiniteError
+        from massivetext_tf.training.trainer import Trainer
 
         trial_dir = self.trial_dir(trial.trial_id)
         tf.io.gfile.makedirs(trial_dir)
@@ -227,12 +223,12 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
         try:
             cfg = self.hypermodel.config_for(hp, model_dir=trial_dir)
             result.update(
-                train_steps=cfg.runtime.train_steps,
-                train_tokens=cfg.runtime.train_steps * hm_lib.tokens_per_step(cfg),
+                train_steps=cfg.trainer.train_steps,
+                train_tokens=cfg.trainer.train_steps * hm_lib.tokens_per_step(cfg),
                 num_params=hm_lib.analytic_params(cfg),
             )
             _write_text(f"{trial_dir}/result.json", json.dumps(result, indent=1, default=str))
-            trainer = loop_lib.Trainer(cfg, strategy=self.strategy, **self.trainer_kwargs)
+            trainer = Trainer(cfg, strategy=self.strategy, **self.trainer_kwargs)
             out = trainer.fit()
             if out.get("status") != "completed":
                 raise keras_tuner.errors.FatalError(
@@ -245,7 +241,7 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
                 bpb = loss / math.log(2)
                 result["objective_note"] = "synthetic data: bits per token"
             if bpb is None or not math.isfinite(bpb):
-                raise loop_lib.NonFiniteError(f"evaluation gave a non-finite loss ({loss})")
+                raise NonFiniteError(f"evaluation gave a non-finite loss ({loss})")
             result.update(status="COMPLETED", val_bits_per_byte=float(bpb),
                           val_loss=float(loss), num_params=int(out.get("num_params") or
                                                                result["num_params"]),
@@ -265,7 +261,7 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
             result["seconds"] = round(time.perf_counter() - t0, 3)
             if result["status"] != "RUNNING":
                 _write_text(f"{trial_dir}/result.json", json.dumps(result, indent=1, default=str))
-                self._write_session(trial, result, cfg.runtime.train_steps if cfg else 0)
+                self._write_session(trial, result, cfg.trainer.train_steps if cfg else 0)
             _release_memory()
         return {OBJECTIVE: result["val_bits_per_byte"], "val_loss": result["val_loss"]}
 
@@ -275,13 +271,12 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
     def load_model(self, trial):
         """The trained model of a trial (weights from the trial's last checkpoint)."""
         from massivetext_tf.training import checkpoint as ckpt_lib
-        from massivetext_tf.training import data as data_lib
-        from massivetext_tf.training import loop as loop_lib
+        from massivetext_tf.training.task import PretrainTask
 
         cfg = self.hypermodel.config_for(trial.hyperparameters,
                                          model_dir=self.trial_dir(trial.trial_id))
         with self.strategy.scope():
-            model = loop_lib.build_model(cfg, tokenizer=data_lib.tokenizer_path(cfg))
+            model = PretrainTask(cfg).build_model()
         ckpt_lib.restore_model_weights(model, self.trial_dir(trial.trial_id))
         return model
 
@@ -398,7 +393,7 @@ def best_config(tuner, rows, *, model_dir: str | None = None):
     hm = tuner.hypermodel
     cfg = hm.config_for(copy.deepcopy(trial.hyperparameters), tokens=hm.budget_tokens,
                         model_dir=model_dir or f"{tuner.project_dir_}/best_run")
-    cfg.runtime.save_preset = True
+    cfg.trainer.save_preset = True
     return cfg, best
 
 

@@ -184,8 +184,8 @@ def test_blowup_saves_no_bad_state_and_the_advice_works(tmp_path):
 def test_skip_mode_never_saves_a_nan_model(tmp_path):
     config = write_config(tmp_path / "c.yaml", **BLOWUP)
     run = tmp_path / "run"
-    proc = pretrain(config, run, "--set", "runtime.on_nonfinite=skip",
-                    "--set", "runtime.max_consecutive_nonfinite=3")
+    proc = pretrain(config, run, "--set", "trainer.on_nonfinite=skip",
+                    "--set", "trainer.max_consecutive_nonfinite=3")
     assert_one_line_error(proc, 3, "3 non-finite steps in a row", "skipping cannot recover")
     assert last_json(proc)["status"] == "nonfinite"
     assert not (run / "preset").exists()
@@ -223,13 +223,13 @@ def test_reused_model_dir_refuses_unsafe_changes_and_records_safe_ones(tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert last_json(proc)["step"] == 6
     assert "optimizer.peak_lr 0.003 -> 0.001" in proc.stdout
-    assert "runtime.train_steps 4 -> 6" in proc.stdout
+    assert "trainer.train_steps 4 -> 6" in proc.stdout
     assert (run / "config.yaml").read_bytes() == original  # never overwritten
     history = run / "config_history" / "run-001.yaml"
     text = history.read_text()
     assert "started at step 4" in text and "optimizer.peak_lr 0.003 -> 0.001" in text
     recorded = yaml.safe_load(text)
-    assert recorded["optimizer"]["peak_lr"] == 1e-3 and recorded["runtime"]["train_steps"] == 6
+    assert recorded["optimizer"]["peak_lr"] == 1e-3 and recorded["trainer"]["train_steps"] == 6
     assert [m["step"] for m in metrics(run) if m["split"] == "train"] == [2, 4, 6]
 
 
@@ -368,7 +368,7 @@ def test_data_errors_exit_2_with_one_line_naming_the_file(tmp_path, shards, faul
         needles = [str(shard), "missing", "--verify"]
     elif fault == "no_eval_split":
         extra = ["--set", "data.eval_split=test"]
-        needles = ["data.eval_split", "'test'", "manifest.json", "runtime.eval_steps=0"]
+        needles = ["data.eval_split", "'test'", "manifest.json", "trainer.eval_steps=0"]
     else:
         (data / "manifest.json").unlink()
         needles = ["data.dir", "manifest.json", "prepare_data.py"]

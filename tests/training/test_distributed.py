@@ -105,9 +105,9 @@ def test_sigterm_checkpoints_at_the_next_boundary_and_exits_cleanly(tmp_path, si
     d = tmp_path / "run"
     cmd = [PY, str(REPO / "trainers/pretrain.py"), "--config",
            str(REPO / "massivetext_tf/configs/gopher_tiny.yaml"), "--model-dir", str(d),
-           "--train-steps", "100000", "--set", "runtime.checkpoint_every=100000",
-           "--set", "runtime.eval_every=0", "--set", "runtime.log_every=5",
-           "--set", "runtime.steps_per_loop=5", "--set", "runtime.save_preset=false"]
+           "--train-steps", "100000", "--set", "trainer.checkpoint_every=100000",
+           "--set", "trainer.eval_every=0", "--set", "trainer.log_every=5",
+           "--set", "trainer.steps_per_loop=5", "--set", "trainer.save_preset=false"]
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     assert wait_for((d / "metrics.jsonl").exists, 240, proc)
@@ -148,7 +148,7 @@ def test_dead_worker_fails_the_other_in_bounded_time_and_restart_resumes(tmp_pat
     latest = max(set.intersection(*(
         {int(p.rsplit("-", 1)[1]) for p in tf.train.get_checkpoint_state(str(st.parent))
          .all_model_checkpoint_paths} for st in states)))
-    cfg["runtime"]["train_steps"] = latest + 8
+    cfg["trainer"]["train_steps"] = latest + 8
     procs, outs = launch_workers(cfg, tmp_path, name="again")
     codes = local_cluster.wait_all(procs, timeout=240)
     results = [parse_result(read(o), code=c) for o, c in zip(outs, codes)]

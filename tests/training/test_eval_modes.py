@@ -126,9 +126,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     from massivetext_tf.training import evaluator
 
     cfg = C.from_dict(tiny_config(tmp_path / "run", runtime={"eval_tasks": [str(tmp_path / "nope.yaml")]}))
-    with pytest.raises(ValueError, match=r"^runtime.eval_tasks: tasks are text and need the data's tokenizer"):
+    with pytest.raises(ValueError, match=r"^trainer.eval_tasks: tasks are text and need the data's tokenizer"):
         evaluator.load_eval_tasks(cfg)
-    with pytest.raises(ValueError, match=r"^runtime.eval_task_limit: must be >= 1"):
+    with pytest.raises(ValueError, match=r"^trainer.eval_task_limit: must be >= 1"):
         C.from_dict(tiny_config(tmp_path / "run", runtime={"eval_task_limit": 0})) and C.validate(
             C.from_dict(tiny_config(tmp_path / "run", runtime={"eval_task_limit": 0})))
     with pytest.raises(ValueError, match=r"no checkpoint in .*checkpoints to evaluate$"):

@@ -12,14 +12,23 @@ PY = sys.executable
 
 
 def tiny_config(model_dir, **sections):
-    """A gopher_tiny run on synthetic data that takes a few seconds."""
+    """A gopher_tiny run on synthetic data that takes a few seconds. Trainer fields given in
+    `runtime=` (their old section) are merged into `trainer`."""
+    from massivetext_tf.training.config import MOVED
+
+    runtime = dict(sections.get("runtime") or {})
+    trainer = dict(sections.get("trainer") or {})
+    for key in list(runtime):
+        if f"runtime.{key}" in MOVED:
+            trainer[key] = runtime.pop(key)
+    sections.update(runtime=runtime, trainer=trainer)
     cfg = {
         "model_dir": str(model_dir),
         "model": {"preset": "gopher_tiny", "overrides": {"num_layers": 1}},
         "data": {"dir": "synthetic", "sequence_length": 32, "global_batch_size": 8,
                  "vocabulary_size": 256},
         "optimizer": {"peak_lr": 3e-3, "warmup_steps": 3, "weight_decay": 0.1},
-        "runtime": {"train_steps": 12, "steps_per_loop": 4, "log_every": 4,
+        "trainer": {"train_steps": 12, "steps_per_loop": 4, "log_every": 4,
                     "checkpoint_every": 100, "eval_every": 0, "eval_steps": 2,
                     "progress": False, "tensorboard": False, "save_preset": False},
     }

@@ -107,11 +107,11 @@ def test_suggested_tiny_config_trains(tmp_path):
     s = json.loads(proc.stdout.strip().splitlines()[-1])
     cfg = config_lib.load_config(str(out))
     assert cfg.model.overrides["hidden_dim"] == s["shape"]["hidden_dim"]
-    assert cfg.runtime.train_steps == s["train_steps"]  # D tokens at the config's batch shape
+    assert cfg.trainer.train_steps == s["train_steps"]  # D tokens at the config's batch shape
     proc = subprocess.run(
         [sys.executable, str(REPO / "trainers" / "pretrain.py"), "--config", str(out),
          "--train-steps", "3", "--set", "runtime.jit_compile=false",
-         "--set", "runtime.eval_steps=1", "--set", "runtime.peak_flops_per_device=1e11"],
+         "--set", "trainer.eval_steps=1", "--set", "runtime.peak_flops_per_device=1e11"],
         capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -23,7 +23,7 @@ from harness import subprocess_env
 TUNE_TINY = str(REPO / "trainers" / "configs" / "tune_tiny.yaml")
 # No CPU peak measurement; XLA compilation (tens of seconds a trial on a busy CPU) is left to
 # the slow Hyperband test.
-FAST = ["runtime.eval_steps=2", "runtime.peak_flops_per_device=1e11"]
+FAST = ["trainer.eval_steps=2", "runtime.peak_flops_per_device=1e11"]
 NO_XLA = FAST + ["runtime.jit_compile=false"]
 
 
@@ -151,8 +151,8 @@ def test_best_config_is_the_best_trial(resumed_project):
     assert cfg.model.overrides == trial_cfg.model.overrides
     assert cfg.optimizer.peak_lr == trial_cfg.optimizer.peak_lr
     assert cfg.data.global_batch_size == int(best["data.global_batch_size"])
-    assert cfg.runtime.train_steps == trial_cfg.runtime.train_steps
-    assert cfg.runtime.save_preset is True and cfg.model_dir == f"{project}/best_run"
+    assert cfg.trainer.train_steps == trial_cfg.trainer.train_steps
+    assert cfg.trainer.save_preset is True and cfg.model_dir == f"{project}/best_run"
 
 
 @pytest.mark.slow
@@ -174,7 +174,8 @@ def failing_config(tmp_path):
     data = yaml.safe_load(open(TUNE_TINY))
     data["search_space"] = {"optimizer.peak_lr": {"type": "choice", "values": [1.0e30, 2.0e-3]}}
     data["optimizer"]["warmup_steps"] = 0
-    data["runtime"].update(eval_steps=2, peak_flops_per_device=1e11)
+    data["trainer"]["eval_steps"] = 2
+    data["runtime"]["peak_flops_per_device"] = 1e11
     path = tmp_path / "tune_fail.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)

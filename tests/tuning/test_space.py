@@ -131,12 +131,12 @@ def test_token_budget_sets_steps_so_batch_sizes_see_the_same_tokens():
     for bs in (4, 8, 16):
         cfg = hm.config_for(hp_for(hm, **{"data.global_batch_size": bs,
                                            "optimizer.warmup_fraction": 0.1}))
-        steps[bs] = cfg.runtime.train_steps
-        assert cfg.runtime.train_steps * bs * 32 == 32 * 8 * 100
-        assert cfg.optimizer.warmup_steps == round(0.1 * cfg.runtime.train_steps)
+        steps[bs] = cfg.trainer.train_steps
+        assert cfg.trainer.train_steps * bs * 32 == 32 * 8 * 100
+        assert cfg.optimizer.warmup_steps == round(0.1 * cfg.trainer.train_steps)
     assert steps == {4: 200, 8: 100, 16: 50}
     # Without --budget-tokens the budget is the base config's own steps x batch x length.
-    assert hm_lib.ZooHyperModel(base_cfg(**{"runtime.train_steps": 7}), space).budget_tokens \
+    assert hm_lib.ZooHyperModel(base_cfg(**{"trainer.train_steps": 7}), space).budget_tokens \
         == 7 * 8 * 32
     with pytest.raises(ValueError, match="--budget-tokens"):
         hm_lib.steps_for_tokens(0, base_cfg())
@@ -158,7 +158,7 @@ def test_hyperband_epochs_map_to_token_budgets():
         epochs = values["tuner/epochs"]
         seen.add(epochs)
         # tokens = budget x epochs / max_epochs; 256 tokens per step here.
-        assert cfg.runtime.train_steps == epochs
+        assert cfg.trainer.train_steps == epochs
     assert seen and max(seen) <= 9
     assert oracle.max_trials == 50  # --max-trials caps Hyperband too
 
