@@ -171,8 +171,8 @@ class CachedAttention(keras.layers.Layer):
         kv_shape = key_value_shape or query_shape
         # Two-dimensional kernels `[hidden, heads * key_dim]`, heads split by a reshape after
         # the product. With a `[hidden, heads, key_dim]` kernel XLA on CPU fuses the kernel's
-        # reshape into a one-token (matrix-vector) product and emits it as a plain loop, about
-        # 25x slower than its library call: that made every decoded token pay for it.
+        # reshape into a one-token (matrix-vector) product and emits it as a plain loop, which
+        # made every decoded token pay for it (docs/benchmarks.md, Generation).
         width = self.num_heads * self.key_dim
         self.query_dense = self._projection("query", "btd,de->bte", (None, width), self.query_initializer)
         self.key_dense = self._projection("key", "btd,de->bte", (None, width))

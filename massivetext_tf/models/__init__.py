@@ -91,18 +91,14 @@ def build(name_or_config, *, tokenizer=None, sequence_length=None, dtype=None, *
 
 
 def _preset_json(preset_dir, name):
-    import json
-
-    import tensorflow as tf
+    """`preset_dir/name` parsed, or None when missing; invalid JSON names the file."""
+    from massivetext_tf import io
 
     path = f"{str(preset_dir).rstrip('/')}/{name}"
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        try:
-            return json.load(f)
-        except ValueError as e:
-            raise ValueError(f"{path}: not a keras-hub preset file ({e})") from None
+    try:
+        return io.read_json(path, default=None)
+    except io.JSONFileError as e:
+        raise ValueError(f"{e}: not a keras-hub preset file") from None
 
 
 def _registered_class(entry):

@@ -171,7 +171,7 @@ def test_attention_projections_start_different():
 
 def test_attention_kernels_are_two_dimensional():
     """Projection kernels are `[hidden, heads * key_dim]` (and back): XLA on CPU turns the
-    one-token product with a reshaped 3-D kernel into a plain loop, ~25x slower per decoded
+    one-token product with a reshaped 3-D kernel into a plain loop, far slower per decoded
     token (docs/benchmarks.md, Generation)."""
     layer = CachedAttention(2, 8, position_encoding="relative")
     layer(X)
