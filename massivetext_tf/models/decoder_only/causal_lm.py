@@ -1,10 +1,10 @@
 """Causal LM task on `GopherBackbone`: logits head, loss, cached XLA `generate()`."""
 import keras
-import tensorflow as tf
 from keras import ops
 from keras_hub.models import CausalLM
 from keras_hub.src.utils.tensor_utils import any_equal
 
+from massivetext_tf.models import decoding
 from massivetext_tf.models.decoder_only.backbone import GopherBackbone
 from massivetext_tf.models.decoder_only.preprocessor import GopherCausalLMPreprocessor
 from massivetext_tf.models.task_defaults import TaskDefaults
@@ -134,6 +134,28 @@ class GopherCausalLM(TaskDefaults, CausalLM):
         _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0, relative_tables)
         return hidden_states, cache
 
+    def decoding_next(self, relative_tables=None):
+        """keras-hub's `next(tokens, cache, index) -> (logits, hidden_states, cache)` for this
+        model: writes the token at `index - 1` into `cache` and returns the squeezed logits
+        and hidden state of position `index`. `tokens` is the whole `[batch, length]` buffer,
+        or `[batch, 1]` holding just the token at `index - 1` (the LiteRT `decode` signature).
+
+        The one step of every decoding loop: keras-hub's samplers (`generate()`),
+        `massivetext_tf.models.decoding.decode` (SavedModel `generate`, `greedy_generate`) and
+        the LiteRT export.
+        """
+
+        def next(tokens, cache, index):
+            cache_update_index = index - 1
+            if tokens.shape[1] != 1:
+                tokens = ops.slice(tokens, [0, cache_update_index], [ops.shape(tokens)[0], 1])
+            logits, hidden_states, cache = self.call_with_cache(
+                tokens, cache, cache_update_index, relative_tables
+            )
+            return ops.squeeze(logits, axis=1), ops.squeeze(hidden_states, axis=1), cache
+
+        return next
+
     def generate_step(self, inputs, stop_token_ids=None):
         """One compilable generation call for a batch of `{"token_ids", "padding_mask"}`."""
         token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
@@ -143,15 +165,8 @@ class GopherCausalLM(TaskDefaults, CausalLM):
         row_lengths = ops.sum(ops.cast(padding_mask, "int32"), axis=-1)
         index = ops.min(row_lengths)
 
-        def next(prompt, cache, index):
-            cache_update_index = index - 1
-            batch_size = ops.shape(prompt)[0]
-            prompt = ops.slice(prompt, [0, cache_update_index], [batch_size, 1])
-            logits, hidden_states, cache = self.call_with_cache(prompt, cache, cache_update_index, tables)
-            return ops.squeeze(logits, axis=1), ops.squeeze(hidden_states, axis=1), cache
-
         token_ids = self.sampler(
-            next=next,
+            next=self.decoding_next(tables),
             prompt=token_ids,
             cache=cache,
             index=index,
@@ -164,31 +179,21 @@ class GopherCausalLM(TaskDefaults, CausalLM):
         return {"token_ids": token_ids, "padding_mask": padding_mask}
 
     def generate_uncached(self, inputs, max_new_tokens):
-        """Greedy decoding by full recomputation (no cache): the reference cached
-        `generate()` is tested against, and the baseline of the decoding benchmark.
+        """Greedy decoding by full recomputation (no cache): the reference every cached
+        decoding loop is tested against, and the baseline of the decoding benchmark.
 
         Each row continues after its own prompt (as `generate()` does) for
         `max_new_tokens` steps or until the padded length is full.
         """
-        token_ids = tf.convert_to_tensor(inputs["token_ids"], tf.int32)
-        padding_mask = tf.cast(inputs["padding_mask"], tf.int32)
-        return self._uncached_fn(token_ids, padding_mask, tf.constant(max_new_tokens, tf.int32))
+        token_ids = ops.convert_to_tensor(inputs["token_ids"], "int32")
+        padding_mask = ops.cast(inputs["padding_mask"], "int32")
+        run = decoding.compiled_method(self, "_uncached")
+        return run(token_ids, padding_mask, ops.convert_to_tensor(max_new_tokens, "int32"))
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
-    def _uncached_fn(self, token_ids, padding_mask, max_new_tokens):
-        length = tf.shape(token_ids)[1]
-        lengths = tf.reduce_sum(padding_mask, axis=-1)
-        ones = tf.ones_like(padding_mask)
-
-        def body(step, token_ids):
-            logits = self({"token_ids": token_ids, "padding_mask": ones})
-            position = lengths + step
-            last = tf.gather(logits, tf.maximum(position - 1, 0), axis=1, batch_dims=1)
-            next_token = tf.cast(tf.argmax(last, axis=-1), tf.int32)
-            write = tf.one_hot(position, length, dtype=tf.int32)  # all zeros past the end
-            return step + 1, token_ids * (1 - write) + next_token[:, None] * write
-
-        _, token_ids = tf.while_loop(
-            lambda step, _: step < max_new_tokens, body, (tf.constant(0), token_ids)
+    def _uncached(self, token_ids, padding_mask, max_new_tokens):
+        lengths = ops.sum(padding_mask, axis=-1)
+        ones = ops.ones_like(padding_mask)
+        return decoding.recompute_greedy(
+            lambda token_ids: self({"token_ids": token_ids, "padding_mask": ones}),
+            token_ids, lengths, max_new_tokens,
         )
-        return token_ids

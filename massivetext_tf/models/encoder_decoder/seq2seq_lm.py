@@ -1,8 +1,9 @@
 """Seq2seq LM task on `EncoderDecoderBackbone`: logits head, loss, cached XLA `generate()`."""
 import keras
-import tensorflow as tf
 from keras import ops
 from keras_hub.models import Seq2SeqLM
+
+from massivetext_tf.models import decoding
 from massivetext_tf.models.decoder_only.causal_lm import generated_padding_mask
 from massivetext_tf.models.task_defaults import TaskDefaults
 
@@ -218,6 +219,62 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
         )
         return hidden_states, encoder_hidden_states, self_attention_cache, cross_attention_cache
 
+    def initial_decoding_cache(self, encoder_token_ids, encoder_padding_mask, length):
+        """The cache `decoding_next` threads, before any decoder token: a zero self-attention
+        cache of `length` positions, the encoder output and mask, and the cross-attention
+        keys/values (encoded once)."""
+        backbone = self.backbone
+        encoder_hidden_states = self.call_encoder(encoder_token_ids, encoder_padding_mask)
+        shape = [
+            ops.shape(encoder_token_ids)[0],
+            backbone.num_decoder_layers,
+            2,
+            length,
+            backbone.num_heads,
+            backbone.key_value_dim,
+        ]
+        return (
+            ops.zeros(shape, dtype=self.compute_dtype),
+            encoder_hidden_states,
+            encoder_padding_mask,
+            self.cross_attention_key_values(encoder_hidden_states),
+        )
+
+    def decoding_next(self, relative_tables=None):
+        """keras-hub's `next(tokens, cache, index) -> (logits, hidden_states, cache)` for the
+        decoder: writes the decoder token at `index - 1` into the self-attention cache and
+        returns the squeezed logits and hidden state of position `index`.
+
+        `cache` is `(self_attention_cache, encoder_hidden_states, encoder_padding_mask,
+        cross_attention_cache)` (see `initial_decoding_cache`): the encoder tensors ride in
+        it so that beam search expands them with it. The one step of keras-hub's samplers
+        (`generate()`) and of `massivetext_tf.models.decoding.decode` (SavedModel `generate`,
+        `greedy_generate`).
+        """
+
+        def next(tokens, cache, index):
+            cache_update_index = index - 1
+            if tokens.shape[1] != 1:
+                tokens = ops.slice(tokens, [0, cache_update_index], [ops.shape(tokens)[0], 1])
+            self_cache, encoder_states, encoder_mask, cross_cache = cache
+            logits, hidden_states, self_cache, _ = self.call_decoder_with_cache(
+                encoder_hidden_states=encoder_states,
+                encoder_padding_mask=encoder_mask,
+                decoder_token_ids=tokens,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=cache_update_index,
+                cross_attention_cache=cross_cache,
+                cross_attention_cache_update_index=None,
+                relative_tables=relative_tables,
+            )
+            return (
+                ops.squeeze(logits, axis=1),
+                ops.squeeze(hidden_states, axis=1),
+                (self_cache, encoder_states, encoder_mask, cross_cache),
+            )
+
+        return next
+
     def generate_step(self, inputs, stop_token_ids=None):
         """One compilable generation call for a batch of keras-hub encoder-decoder dicts."""
         inputs = with_segments(inputs)
@@ -232,30 +289,8 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
         row_lengths = ops.sum(ops.cast(decoder_padding_mask, "int32"), axis=-1)
         index = ops.min(row_lengths)
 
-        def next(prompt, cache, index):
-            cache_update_index = index - 1
-            batch_size = ops.shape(prompt)[0]
-            prompt = ops.slice(prompt, [0, cache_update_index], [batch_size, 1])
-            # Encoder tensors ride in the cache so beam search expands them with it.
-            self_cache, encoder_states, encoder_mask, cross_cache = cache
-            logits, hidden_states, self_cache, _ = self.call_decoder_with_cache(
-                encoder_hidden_states=encoder_states,
-                encoder_padding_mask=encoder_mask,
-                decoder_token_ids=prompt,
-                self_attention_cache=self_cache,
-                self_attention_cache_update_index=cache_update_index,
-                cross_attention_cache=cross_cache,
-                cross_attention_cache_update_index=None,
-                relative_tables=tables,
-            )
-            return (
-                ops.squeeze(logits, axis=1),
-                ops.squeeze(hidden_states, axis=1),
-                (self_cache, encoder_states, encoder_mask, cross_cache),
-            )
-
         decoder_token_ids = self.sampler(
-            next=next,
+            next=self.decoding_next(tables),
             prompt=decoder_token_ids,
             cache=(self_attention_cache, encoder_hidden_states, encoder_padding_mask, cross_attention_cache),
             index=index,
@@ -269,7 +304,7 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
 
     def generate_uncached(self, inputs, max_new_tokens):
         """Greedy decoding by full recomputation (encoder and decoder every step, no cache):
-        the reference cached `generate()` is tested against.
+        the reference every cached decoding loop is tested against.
 
         Each row continues after its own decoder prompt (as `generate()` does) for
         `max_new_tokens` steps or until the padded decoder length is full.
@@ -278,22 +313,21 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
             int32 `[batch, decoder_length]` decoder token ids.
         """
         inputs = with_segments(inputs)
-        return self._uncached_fn(
-            tf.convert_to_tensor(inputs["encoder_token_ids"], tf.int32),
-            tf.cast(inputs["encoder_padding_mask"], tf.int32),
-            tf.convert_to_tensor(inputs["decoder_token_ids"], tf.int32),
-            tf.cast(inputs["decoder_padding_mask"], tf.int32),
-            tf.constant(max_new_tokens, tf.int32),
+        run = decoding.compiled_method(self, "_uncached")
+        return run(
+            ops.convert_to_tensor(inputs["encoder_token_ids"], "int32"),
+            ops.cast(inputs["encoder_padding_mask"], "int32"),
+            ops.convert_to_tensor(inputs["decoder_token_ids"], "int32"),
+            ops.cast(inputs["decoder_padding_mask"], "int32"),
+            ops.convert_to_tensor(max_new_tokens, "int32"),
         )
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
-    def _uncached_fn(self, encoder_token_ids, encoder_padding_mask, token_ids, padding_mask, max_new_tokens):
-        length = tf.shape(token_ids)[1]
-        lengths = tf.reduce_sum(tf.cast(padding_mask > 0, tf.int32), axis=-1)
-        ones = tf.ones_like(padding_mask)
+    def _uncached(self, encoder_token_ids, encoder_padding_mask, token_ids, padding_mask, max_new_tokens):
+        lengths = ops.sum(ops.cast(padding_mask > 0, "int32"), axis=-1)
+        ones = ops.ones_like(padding_mask)
 
-        def body(step, token_ids):
-            logits = self(
+        def logits_fn(token_ids):
+            return self(
                 {
                     "encoder_token_ids": encoder_token_ids,
                     "encoder_padding_mask": encoder_padding_mask,
@@ -301,11 +335,5 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
                     "decoder_padding_mask": ones,
                 }
             )
-            position = lengths + step
-            last = tf.gather(logits, tf.maximum(position - 1, 0), axis=1, batch_dims=1)
-            next_token = tf.cast(tf.argmax(last, axis=-1), tf.int32)
-            write = tf.one_hot(position, length, dtype=tf.int32)  # all zeros past the end
-            return step + 1, token_ids * (1 - write) + next_token[:, None] * write
 
-        _, token_ids = tf.while_loop(lambda step, _: step < max_new_tokens, body, (tf.constant(0), token_ids))
-        return token_ids
+        return decoding.recompute_greedy(logits_fn, token_ids, lengths, max_new_tokens)
