@@ -33,7 +33,8 @@ import logging
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from massivetext_tf.evaluation.adapters import DEFAULT_BATCH_SIZE, GenerationRequest, load_model
+from massivetext_tf.evaluation.loading import load_model
+from massivetext_tf.evaluation.protocol import DEFAULT_BATCH_SIZE, GenerationRequest
 
 MODEL_NAME = "massivetext_tf"
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's HuggingFace default

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from massivetext_tf.evaluation import metrics as M
-from massivetext_tf.evaluation.adapters import GenerationRequest
+from massivetext_tf.evaluation.protocol import GenerationRequest
 from massivetext_tf.evaluation.tasks import Task
 
 
