@@ -1,9 +1,10 @@
-"""tools/benchmark_eval.py measures both paths on the same rows and reports a ratio of their
+"""`massivetext benchmark-eval` (massivetext_tf/cli/benchmark_eval.py, wrapped by
+tools/benchmark_eval.py) measures both paths on the same rows and reports a ratio of their
 medians; bad flags exit 2."""
 
 
 def test_scoring_vs_forward_reports_both_throughputs():
-    from tools.benchmark_eval import main, scoring_vs_forward
+    from massivetext_tf.cli.benchmark_eval import main, scoring_vs_forward
 
     out = scoring_vs_forward(batch=2, length=16, hidden_dim=32, num_layers=1, rounds=2)
     assert out["scoring_tokens_per_s"] > 0 and out["train_forward_tokens_per_s"] > 0
