@@ -122,22 +122,8 @@ def bench_web(args) -> int:
     from massivetext_tf.data.curate import webbench
 
     result = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
-              "date": time.strftime("%Y-%m-%d"), "warc_files": len(args.web),
-              "warc_megabytes": round(webbench._warc_megabytes(args.web), 3)}
-    webbench.run_ours(args.web[:1])  # load the models once (langid, extractor) outside timing
-    ours = webbench.run_ours(args.web, args.repeats)
-    print(f"ours (FastWARC, Resiliparse, langid, quality, repetition, exact + MinHash dedup): "
-          f"{ours}", file=sys.stderr)
-    theirs = webbench.run_datatrove(args.web, args.repeats)
-    print(f"datatrove (WarcReader, Trafilatura, Gopher repetition + quality; no langid, no "
-          f"dedup): {theirs}", file=sys.stderr)
-    agree = webbench.agreement(args.web)
-    print(f"agreement of keep/reject decisions on the same texts: {agree}", file=sys.stderr)
-    result.update({"ours": ours, "datatrove": theirs, "agreement_detail": agree,
-                   "mb_per_cpu_second": ours["mb_per_cpu_second"],
-                   "datatrove_mb_per_cpu_second": theirs["mb_per_cpu_second"],
-                   "ratio": ours["mb_per_cpu_second"] / theirs["mb_per_cpu_second"],
-                   "agreement": agree["agreement"]})
+              "date": time.strftime("%Y-%m-%d")}
+    result.update(webbench.compare(args.web, args.repeats))  # progress on stderr
     print(json.dumps(result, sort_keys=True))
     return 0
 

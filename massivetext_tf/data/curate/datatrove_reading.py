@@ -10,7 +10,7 @@ docs/benchmarks.md), with our rule names and thresholds (`QualityConfig`,
 
 | rule | "gopher" (default) | datatrove reading |
 |---|---|---|
-| words | `text.split()` (a segmenter's for zh), punctuation attached: "end." is one word | spaCy tokens (`datatrove_spacy`: `spacy.blank(language)`'s tokenizer, zh with jieba, as datatrove) or `text.split()` (`datatrove_whitespace`), stripped, empty ones dropped: "end." is "end" and "." |
+| words | `text.split()` (a segmenter's for zh), punctuation attached: "end." is one word | spaCy tokens (`datatrove_spacy`: `spacy.blank(language)`'s tokenizer, zh with jieba, a language spaCy lacks with its multi-language `xx`, as datatrove) or `text.split()` (`datatrove_whitespace`), stripped, empty ones dropped: "end." is "end" and "." |
 | min/max_words, mean word length | over all words | over the non-symbol words (a word with a character outside datatrove's punctuation set `PUNCTUATION`) |
 | hash_ratio, ellipsis_ratio | count / words | count / all tokens (symbols included) |
 | bullet_lines | stripped non-blank lines starting with • ‣ ⁃ ◦ ● ○ ▪ ▫ ■ □ ➢ ➤ ► ▶ ✓ ✔ · or "-", "*", "+", "–", "—" and a space | `text.splitlines()` (blank lines included) starting, after indentation, with "•" or "-" |
@@ -90,9 +90,8 @@ def _spacy_tokenizer(language: str):
     config = {"nlp": {"tokenizer": {"segmenter": "jieba"}}} if language == "zh" else None
     try:
         nlp = spacy.blank(language, config=config) if config else spacy.blank(language)
-    except Exception as e:  # noqa: BLE001 -- spaCy raises several kinds for a bad language
-        raise ValueError(f"curation reading 'datatrove_spacy': spaCy has no tokenizer for "
-                         f"language {language!r}: {e}") from None
+    except ImportError:  # no spacy.lang module for it: the multi-language one, as datatrove
+        nlp = spacy.blank("xx")
     return nlp.tokenizer
 
 
