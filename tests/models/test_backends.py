@@ -43,3 +43,23 @@ def test_layers_and_backbones_agree_under_tensorflow_and_jax(tmp_path):
     for key, expected in reference.items():
         assert outputs[key].shape == expected.shape, key
         np.testing.assert_allclose(outputs[key], expected, rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_layers_and_backbones_import_no_tensorflow():
+    """The zoo's layers and backbones are written in `keras.ops`: their sources name no
+    TensorFlow (tokenizers, preprocessors and file I/O are where TensorFlow stays)."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(REPO) / "massivetext_tf"
+    files = sorted((package / "layers").glob("*.py")) + [
+        package / "models" / "decoder_only" / "backbone.py",
+        package / "models" / "encoder_decoder" / "backbone.py",
+    ]
+    for path in files:
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+        names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        assert "tensorflow" not in imported and "tf" not in names, f"{path} uses TensorFlow directly"
