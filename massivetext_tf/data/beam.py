@@ -1,9 +1,9 @@
-"""prepare_data on Apache Beam (`tools/prepare_data.py --runner DirectRunner|DataflowRunner|...`).
+"""prepare_data on Apache Beam (`massivetext prepare-data --runner DataflowRunner|...`).
 
 The same steps as the local runner (`massivetext_tf.data.prepare`), arranged for many workers:
 
 ```
-files (driver lists them)  --Reshuffle-->  ParDo(process_file)       per-document filters,
+files (driver lists them)  --Reshuffle-->  ParDo(ProcessFile)        per-document filters,
                                              |  |  |  \               dedup keys, reports
                                    survivors docs rejected reports
 survivors --GroupByKey(one key)--> ParDo(decide): sort by order key, exact + MinHash dedup per
@@ -150,7 +150,7 @@ def run_beam(cfg: prepare.PrepareConfig, *, runner: str = "DirectRunner",
 
     if cfg.train_tokenizer_vocab and not cfg.tokenizer and not cfg.curate_only:
         raise ValueError("--train-tokenizer-vocab works with the local runner only; run "
-                         "--curate-only, tools/train_tokenizer.py, then --tokenizer")
+                         "--curate-only, massivetext train-tokenizer, then --tokenizer")
     tasks = prepare.validate_inputs(cfg)   # before the output directory is claimed
     prepare.check_state(cfg)
     args = list(beam_args)

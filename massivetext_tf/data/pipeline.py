@@ -67,7 +67,7 @@ def _checked_records(path: tf.Tensor, expected: tf.Tensor) -> tf.data.Dataset:
         ok = tf.logical_or(tf.logical_not(is_end), tf.equal(n, expected))
         check = tf.debugging.Assert(
             ok, ["Corrupt or truncated shard", path, "read", n, "records but the manifest "
-                 "records", expected, "- run tools/prepare_data.py --verify on the dataset"])
+                 "records", expected, "- run massivetext prepare-data --verify on the dataset"])
         with tf.control_dependencies([check]):
             n = n + tf.cast(tf.logical_not(is_end), tf.int64)
         return n, (r, is_end)
@@ -259,7 +259,7 @@ def lm_dataset(data_dir: str, split: str, sequence_length: int, batch_size: int,
     """Packed decoder-only LM batches `(x, y, sample_weight)`.
 
     Args:
-        data_dir: a directory written by tools/prepare_data.py (local or gs://).
+        data_dir: a directory written by massivetext prepare-data (local or gs://).
         split: "train" or "eval".
         sequence_length: `L`, the model's input length; rows hold `L + 1` tokens.
         batch_size: rows per batch (per input pipeline when `input_context` is given).

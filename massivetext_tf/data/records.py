@@ -156,7 +156,7 @@ def shard_stats(path: str) -> dict:
 def read_manifest(data_dir: str) -> dict:
     path = os.path.join(data_dir, MANIFEST)
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no manifest; run tools/prepare_data.py first")
+        raise FileNotFoundError(f"{path}: no manifest; run massivetext prepare-data first")
     m = read_json(path)
     if m.get("format") != FORMAT_VERSION:
         raise DataError(f"{path}: manifest format {m.get('format')!r} is not {FORMAT_VERSION}")
@@ -217,7 +217,7 @@ def check_shard_sizes(data_dir: str, manifest: Mapping, files: Iterable[str]) ->
             got = tf.io.gfile.stat(path).length
             if got != want:
                 raise DataError(f"{path}: shard is {got} bytes but the manifest recorded {want} "
-                                "(truncated or overwritten); re-run tools/prepare_data.py")
+                                "(truncated or overwritten); re-run massivetext prepare-data")
 
 
 def verify(data_dir: str, *, check_sha: bool = True) -> list[str]:

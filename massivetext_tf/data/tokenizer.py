@@ -351,7 +351,7 @@ def check_special_ids(proc, *, name: str = "tokenizer") -> None:
     want = {"pad": PAD_ID, "eos": EOS_ID, "bos": BOS_ID, "unk": UNK_ID}
     if got != want:
         raise ValueError(f"{name}: special ids {got} do not match the contract {want}; "
-                         "train it with tools/train_tokenizer.py")
+                         "train it with massivetext train-tokenizer")
 
 
 def sentinel_ids(path_or_proc, num: int | None = None) -> list[int]:

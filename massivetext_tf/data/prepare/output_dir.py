@@ -46,7 +46,7 @@ def _write_marker(directory: str, fingerprint: str | None, files) -> None:
     io.write_json(_marker_path(directory), {
         "tool": "prepare_data", "format": 1, "fingerprint": fingerprint,
         "files": sorted(set(files)),
-        "note": "files tools/prepare_data.py wrote here; it deletes or overwrites only these"})
+        "note": "files massivetext prepare-data wrote here; it deletes or overwrites only these"})
 
 
 def _progress_recorded(output: str, skip: set = frozenset()) -> set:
