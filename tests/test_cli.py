@@ -197,3 +197,24 @@ def test_command_without_tensorflow_is_one_error_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("massivetext count-params: error: massivetext_tf needs keras-hub")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_tensorflow_subpackages_name_the_extras_without_tensorflow():
+    """A fresh process where TensorFlow cannot be found (sys.modules entry None: find_spec
+    returns None and `import tensorflow` fails, as on a machine without it)."""
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "import massivetext_tf.training.cli, massivetext_tf.data.source_args  # TF-free\n"
+            "for stmt in ('import massivetext_tf.evaluation',\n"
+            "             'from massivetext_tf.training import train'):\n"
+            "    try:\n"
+            "        exec(stmt)\n"
+            "    except ImportError as e:\n"
+            "        print(e)\n")
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=_env(),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2, proc.stdout
+    for line in lines:
+        assert line.startswith("massivetext_tf needs tensorflow, which is not installed")
+        assert "massivetext_tf[cpu]" in line and "docs/install.md" in line

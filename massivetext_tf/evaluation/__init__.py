@@ -19,7 +19,11 @@ See docs/evaluation.md for the protocols, normalizations, standard errors and th
 """
 import importlib.util as _importlib_util
 
-from massivetext_tf.evaluation.adapters import (
+from massivetext_tf._tf import require_tensorflow as _require_tensorflow
+
+_require_tensorflow()  # without TensorFlow: one ImportError that names the extras to install
+
+from massivetext_tf.evaluation.adapters import (  # noqa: E402
     GenerationRequest,
     GenerationResult,
     LoglikelihoodResult,

@@ -37,6 +37,9 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'massivetext_tf.training' has no attribute {name!r}")
+    from massivetext_tf._tf import require_tensorflow
+
+    require_tensorflow()  # without TensorFlow: one ImportError that names the extras to install
     module_name, attr = _EXPORTS[name]
     module = _importlib.import_module(module_name)
     return module if attr is None else getattr(module, attr)
