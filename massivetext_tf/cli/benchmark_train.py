@@ -20,7 +20,6 @@ ratio, matmul_peak_flops, mfu (plus the Gopher and CPU-time figures).
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 

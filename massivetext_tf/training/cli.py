@@ -8,7 +8,6 @@ plus `--set section.field=value` (repeatable) for any config field. Precedence: 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
