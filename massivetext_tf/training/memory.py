@@ -20,8 +20,9 @@ Formulas (docs/training.md, "Planning memory"), N parameters, mesh data=D x mode
       full set with it (the block being recomputed), and the float32 logits and their
       gradient, 8 b L V.
   The tensor counts are the block's; that XLA keeps one [H, L, L] tensor a layer was read off
-  one measured configuration (tools/benchmark_memory.py, 8 layers, d 256, L 2048) and checked
-  on three others (tests/training/test_plan.py): two within 15%, one 15.1% low (known gap).
+  one measured configuration (tools/benchmark_memory.py) and checked against measured peaks
+  of three others (tests/training/test_plan.py; the agreement: docs/training.md, "Planning
+  memory").
   step time = 6 N' T / (devices x peak FLOP/s x MFU), N' = N + 2 layers d L (attention),
       and remat adds a forward pass of the blocks: x 4/3 on the block share.
   days = 20 N tokens (Chinchilla-optimal) / T tokens a step x step time / 86400.

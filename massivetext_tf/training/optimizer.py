@@ -1,6 +1,6 @@
 """AdamW with Gopher's schedule: linear warmup from 1e-7, cosine decay by 10x.
 
-Gradient all-reduce and global-norm clipping happen in the train step (loop.py), once, on the
+Gradient all-reduce and global-norm clipping happen in the train step (trainer.py), once, on the
 summed gradients: Keras clips per replica *before* its all-reduce, which is not a global norm
 under a distribution strategy. The optimizer here therefore receives gradients that are already
 all-reduced, clipped and unscaled, and must not all-reduce them again.

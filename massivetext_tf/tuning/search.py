@@ -72,7 +72,7 @@ def _read_json(path: str) -> dict | None:
 
 def failure_reason(exc: BaseException) -> str:
     """A one-line reason for a failed trial."""
-    from massivetext_tf.training.loop import NonFiniteError
+    from massivetext_tf.training.controller import NonFiniteError
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, NonFiniteError):

@@ -14,7 +14,7 @@ def main():
 
         set_logical_cpus(int(sys.argv[sys.argv.index("--logical-cpus") + 1]))
     from massivetext_tf.training import config as config_lib
-    from massivetext_tf.training.loop import train
+    from massivetext_tf.training.train_lib import train
 
     results = []
     for strategy in data.pop("strategies", [None]):

@@ -69,7 +69,7 @@ def test_seq2seq_lora_trains_adapters_only_and_reports_bleu_rouge(tmp_path, task
                                   "prompt_template": "{input} =>", "max_target_length": 6},
                   lr=1e-2, train_steps=40)
     cfg["model"]["lora_rank"] = 4
-    from massivetext_tf.training.loop import Trainer
+    from massivetext_tf.training.trainer import Trainer
     import massivetext_tf.training.finetune as ft
 
     seen = {}

@@ -8,7 +8,9 @@ import tensorflow as tf
 
 from massivetext_tf.training import config as C
 from massivetext_tf.training import data as data_lib
-from massivetext_tf.training.loop import NonFiniteError, Trainer, train
+from massivetext_tf.training.controller import NonFiniteError
+from massivetext_tf.training.train_lib import train
+from massivetext_tf.training.trainer import Trainer
 from massivetext_tf.training.metrics import read_metrics
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from massivetext_tf.training import config as C
-from massivetext_tf.training.loop import train
+from massivetext_tf.training.train_lib import train
 from training_helpers import tiny_config, write_tiny_shards
 
 

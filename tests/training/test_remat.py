@@ -11,7 +11,8 @@ from massivetext_tf import models
 from massivetext_tf.training import config as C
 from massivetext_tf.training import data as data_lib
 from massivetext_tf.training import local_cluster
-from massivetext_tf.training.loop import Trainer, train
+from massivetext_tf.training.train_lib import train
+from massivetext_tf.training.trainer import Trainer
 from training_helpers import HERE, PY, env, parse_result, run_result, tiny_config
 
 

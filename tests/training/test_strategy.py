@@ -28,3 +28,14 @@ def test_one_device_defaults_to_cpu_and_runs_xla():
     assert xla_supported(s) == (True, "")
     m = get_strategy("mirrored")  # no GPU: one CPU replica
     assert m.num_replicas_in_sync == 1 and xla_supported(m)[0]
+
+
+def test_from_config_builds_the_runtime_sections_strategy():
+    from massivetext_tf.training.config import RuntimeConfig
+    from massivetext_tf.training.strategy import from_config
+
+    s = from_config(RuntimeConfig(strategy="one_device", devices="CPU:0"))
+    assert isinstance(s, tf.distribute.OneDeviceStrategy)
+    assert s.extended.worker_devices[0].endswith("CPU:0")
+    with pytest.raises(RuntimeError, match="asked for 1 CPUs .*found: CPU:0"):
+        from_config(RuntimeConfig(strategy="one_device", devices="CPU:7"))

@@ -78,7 +78,7 @@ def test_bound_space_keeps_architectures_within_the_factor():
 def test_tune_flop_budget_flag_bounds_the_space(tmp_path, capsys):
     from massivetext_tf.tuning import cli
 
-    tune_tiny = str(REPO / "trainers" / "configs" / "tune_tiny.yaml")
+    tune_tiny = str(REPO / "massivetext_tf" / "configs" / "tune_tiny.yaml")
     # 1e20 FLOPs wants ~1B parameters: nothing in the tiny space is within a factor 4.
     code = cli.main(["--config", tune_tiny, "--project-dir", str(tmp_path / "p"),
                      "--flop-budget", "1e20"])
@@ -100,7 +100,7 @@ def test_suggested_tiny_config_trains(tmp_path):
     out = tmp_path / "optimal.yaml"
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "compute_optimal.py"), "--flop-budget", "1e12",
-         "--config", str(REPO / "trainers" / "configs" / "gopher_tiny.yaml"),
+         "--config", str(REPO / "massivetext_tf" / "configs" / "gopher_tiny.yaml"),
          "--write-config", str(out), "--model-dir", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

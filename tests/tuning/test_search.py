@@ -20,7 +20,7 @@ from massivetext_tf.tuning import space as space_lib
 from conftest import REPO
 from harness import subprocess_env
 
-TUNE_TINY = str(REPO / "trainers" / "configs" / "tune_tiny.yaml")
+TUNE_TINY = str(REPO / "massivetext_tf" / "configs" / "tune_tiny.yaml")
 # No CPU peak measurement; XLA compilation (tens of seconds a trial on a busy CPU) is left to
 # the slow Hyperband test.
 FAST = ["trainer.eval_steps=2", "runtime.peak_flops_per_device=1e11"]

@@ -12,7 +12,7 @@ from massivetext_tf.tuning.search import make_oracle
 
 from conftest import REPO
 
-TUNE_TINY = str(REPO / "trainers" / "configs" / "tune_tiny.yaml")
+TUNE_TINY = str(REPO / "massivetext_tf" / "configs" / "tune_tiny.yaml")
 
 
 def base_cfg(**over):
