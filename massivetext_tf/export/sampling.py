@@ -43,6 +43,16 @@ def sample_next_token(logits, temperature, top_k, top_p, seed, step):
     return tf.where(is_greedy(temperature, top_k), greedy_tokens, sampled)
 
 
+def token_sampler(temperature, top_k, top_p, seed):
+    """`choose(logits, index)` for `massivetext_tf.models.decoding.decode`: `sample_next_token`
+    with these (tensor) settings, seeded from `(seed, index)`."""
+
+    def choose(logits, index):
+        return sample_next_token(logits, temperature, top_k, top_p, seed, index)
+
+    return choose
+
+
 def fold_seed(seed):
     """An int64 seed folded into int32 (XLA's stateless RNG kernels take int32 seeds)."""
     seed = tf.cast(seed, tf.int64)

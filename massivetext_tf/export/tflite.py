@@ -18,9 +18,11 @@ outside `[0, L)` stop with the interpreter's "gather index out of bounds" error 
 `LiteRTGenerator` checks both on the host with a readable `ValueError`.
 * `forward(token_ids int32 [1, L], padding_mask int32 [1, L])` -> `logits [1, L, vocab]`.
 
-Greedy decoding: `prefill` once, then `decode(argmax, length, cache)`,
-`decode(argmax, length + 1, cache)`, ... (see `LiteRTGenerator`). Tokenization happens on the
-host with the SentencePiece model copied next to the `.tflite` files.
+`decode` is the task's `decoding_next` closure, the step of every decoding loop of the
+package (`massivetext_tf.models.decoding`); the loop itself runs on the host: `prefill` once,
+then `decode(argmax, length, cache)`, `decode(argmax, length + 1, cache)`, ... (see
+`massivetext_tf.export.litert.LiteRTGenerator`, importable without TensorFlow). Tokenization
+happens on the host with the SentencePiece model copied next to the `.tflite` files.
 
 Only TFLite builtin ops are used (no SELECT_TF_OPS): the relative-position gather converts to
 GATHER_ND / GATHER and the cache write (`XlaDynamicUpdateSlice`) to DYNAMIC_UPDATE_SLICE.
@@ -29,9 +31,10 @@ GATHER_ND / GATHER and the cache write (`XlaDynamicUpdateSlice`) to DYNAMIC_UPDA
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
+from massivetext_tf import io
+from massivetext_tf.export.litert import LiteRTGenerator  # noqa: F401 (old import path)
 from massivetext_tf.export.sampling import BOS_ID, EOS_ID, PAD_ID
 
 # Dynamic-range int8 vs float32 logits on the test model (see docs/serving.md): the largest
@@ -50,10 +53,9 @@ def build_lite_module(task, max_length):
     cache_shape = _cache_shape(task, L)
     cache_spec = tf.TensorSpec(cache_shape, tf.float32, name="cache")
 
-    def step(token_ids, cache, index):
-        tables = task.relative_tables(L)
+    def prefill_step(token_ids, cache):
         logits, _, cache = task.call_with_cache(
-            token_ids, tf.cast(cache, task.compute_dtype), index, tables
+            token_ids, tf.cast(cache, task.compute_dtype), 0, task.relative_tables(L)
         )
         return tf.cast(logits, tf.float32), tf.cast(cache, tf.float32)
 
@@ -64,7 +66,7 @@ def build_lite_module(task, max_length):
         ]
     )
     def prefill(token_ids, length):
-        logits, cache = step(token_ids, tf.zeros(cache_shape, tf.float32), 0)
+        logits, cache = prefill_step(token_ids, tf.zeros(cache_shape, tf.float32))
         last = tf.gather(logits, tf.reshape(length - 1, [1]), axis=1)[:, 0, :]
         return {"logits": last, "cache": cache}
 
@@ -79,8 +81,10 @@ def build_lite_module(task, max_length):
         # DYNAMIC_UPDATE_SLICE clamps a negative index to 0 (a silently wrong answer); L makes
         # the relative-position gather fail, as every index >= L does.
         index = tf.where(index < 0, L, index)
-        logits, cache = step(token_id, cache, index)
-        return {"logits": logits[:, 0, :], "cache": cache}
+        # The loop's step: `token_id` is the token at position `index` (= next's `index - 1`).
+        next = task.decoding_next(task.relative_tables(L))
+        logits, _, cache = next(token_id, tf.cast(cache, task.compute_dtype), index + 1)
+        return {"logits": tf.cast(logits, tf.float32), "cache": tf.cast(cache, tf.float32)}
 
     @tf.function(
         input_signature=[
@@ -156,71 +160,6 @@ def export_tflite(task, out_dir, name, *, tokenizer, max_length, quantize=None, 
         "int8_logits_tolerance": INT8_LOGITS_TOLERANCE if quantize else None,
     }
     meta_path = tf.io.gfile.join(out_dir, f"{name}.json")
-    with tf.io.gfile.GFile(meta_path, "w") as f:
-        f.write(json.dumps(meta, indent=2) + "\n")
+    io.atomic_write(meta_path, json.dumps(meta, indent=2) + "\n")
     files["json"] = meta_path
     return files
-
-
-class LiteRTGenerator:
-    """Greedy decoding through a LiteRT file's `prefill` + `decode` signatures.
-
-    Example:
-    >>> gen = LiteRTGenerator("saved_models/tiny/tflite/tiny.float32.tflite")  # doctest: +SKIP
-    >>> gen.generate([2, 101, 7], max_new_tokens=16)                           # doctest: +SKIP
-    """
-
-    def __init__(self, path, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        with tf.io.gfile.GFile(path, "rb") as f:
-            self.interpreter = Interpreter(model_content=f.read(), num_threads=num_threads)
-        self.prefill_runner = self.interpreter.get_signature_runner("prefill")
-        self.decode_runner = self.interpreter.get_signature_runner("decode")
-        self.forward_runner = self.interpreter.get_signature_runner("forward")
-        details = self.prefill_runner.get_input_details()["token_ids"]
-        self.max_length = int(details["shape"][1])
-
-    def prefill(self, prompt_ids):
-        if not 1 <= len(prompt_ids) <= self.max_length:
-            raise ValueError(
-                f"prefill: the prompt has {len(prompt_ids)} tokens; this LiteRT file takes 1 to "
-                f"{self.max_length} (its static length)"
-            )
-        ids = np.zeros([1, self.max_length], np.int32)
-        ids[0, : len(prompt_ids)] = prompt_ids
-        out = self.prefill_runner(token_ids=ids, length=np.array(len(prompt_ids), np.int32))
-        return out["logits"], out["cache"]
-
-    def decode(self, token_id, index, cache):
-        if not 0 <= index < self.max_length:
-            raise ValueError(
-                f"decode: index {index} is outside [0, {self.max_length}) (the file's static length)"
-            )
-        out = self.decode_runner(
-            token_id=np.array([[token_id]], np.int32), index=np.array(index, np.int32), cache=cache
-        )
-        return out["logits"], out["cache"]
-
-    def forward(self, token_ids, padding_mask):
-        return self.forward_runner(
-            token_ids=np.asarray(token_ids, np.int32), padding_mask=np.asarray(padding_mask, np.int32)
-        )["logits"]
-
-    def generate(self, prompt_ids, max_new_tokens, stop_at_eos=True):
-        """Greedy new token ids (`</s>` included when reached) after `prompt_ids`
-        (which should start with `<s>`)."""
-        prompt_ids = list(prompt_ids)
-        if not 1 <= len(prompt_ids) < self.max_length:
-            raise ValueError(f"prompt must have 1..{self.max_length - 1} tokens")
-        max_new_tokens = min(max_new_tokens, self.max_length - len(prompt_ids))
-        logits, cache = self.prefill(prompt_ids)
-        tokens = []
-        index = len(prompt_ids)
-        while True:
-            token = int(np.argmax(logits[0]))
-            tokens.append(token)
-            if (stop_at_eos and token == EOS_ID) or len(tokens) >= max_new_tokens:
-                return tokens
-            logits, cache = self.decode(token, index, cache)
-            index += 1

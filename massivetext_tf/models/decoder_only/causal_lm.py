@@ -148,11 +148,12 @@ class GopherCausalLM(TaskDefaults, CausalLM):
         def next(tokens, cache, index):
             cache_update_index = index - 1
             if tokens.shape[1] != 1:
-                tokens = ops.slice(tokens, [0, cache_update_index], [ops.shape(tokens)[0], 1])
+                tokens = ops.take(tokens, ops.reshape(cache_update_index, (1,)), axis=1)
             logits, hidden_states, cache = self.call_with_cache(
                 tokens, cache, cache_update_index, relative_tables
             )
-            return ops.squeeze(logits, axis=1), ops.squeeze(hidden_states, axis=1), cache
+            # `[:, 0]`, not a squeeze: inside a relaxed-shape tf.function the length is unknown.
+            return logits[:, 0, :], hidden_states[:, 0, :], cache
 
         return next
 

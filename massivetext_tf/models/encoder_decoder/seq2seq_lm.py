@@ -255,7 +255,7 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
         def next(tokens, cache, index):
             cache_update_index = index - 1
             if tokens.shape[1] != 1:
-                tokens = ops.slice(tokens, [0, cache_update_index], [ops.shape(tokens)[0], 1])
+                tokens = ops.take(tokens, ops.reshape(cache_update_index, (1,)), axis=1)
             self_cache, encoder_states, encoder_mask, cross_cache = cache
             logits, hidden_states, self_cache, _ = self.call_decoder_with_cache(
                 encoder_hidden_states=encoder_states,
@@ -268,8 +268,8 @@ class EncoderDecoderSeq2SeqLM(TaskDefaults, Seq2SeqLM):
                 relative_tables=relative_tables,
             )
             return (
-                ops.squeeze(logits, axis=1),
-                ops.squeeze(hidden_states, axis=1),
+                logits[:, 0, :],
+                hidden_states[:, 0, :],
                 (self_cache, encoder_states, encoder_mask, cross_cache),
             )
 
