@@ -1,4 +1,4 @@
-"""The demo (tools/demo.py): corpus rendering, baselines, and the whole pipeline at CI size
+"""The demo (massivetext demo, tools/demo.py): corpus rendering, baselines, and the whole pipeline at CI size
 (massivetext_tf/configs/demo_ci.yaml): interrupt + resume, summary, PNG, exports run in fresh
 processes, and a second run that reuses every stage."""
 import json
@@ -189,3 +189,33 @@ def test_demo_end_to_end_at_ci_size(tmp_path):
     assert elapsed < 60
     versions = os.listdir(os.path.dirname(saved_model))
     assert sorted(v for v in versions if v.isdigit()) == ["1"]
+
+
+def test_demo_and_data_flags_import_without_tensorflow():
+    # `massivetext demo --help` / `prepare-data --help` build their parsers from these modules.
+    code = ("import sys, massivetext_tf.demo, massivetext_tf.data.source_args; "
+            "massivetext_tf.demo.build_parser(); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=_env())
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_stage_markers_reuse_only_a_matching_finished_stage(tmp_path):
+    from massivetext_tf.demo.run import Run
+
+    run = Run(demo.Options(run_dir=str(tmp_path / "run"), config="demo_ci"),
+              out=lambda s: None)
+    out = tmp_path / "run" / "corpus.jsonl"
+    out.parent.mkdir(parents=True)
+    out.write_text("{}\n")
+    run.mark("corpus", "fp1", [str(out)], stats={"documents": 3})
+    assert run.reuse("corpus", "fp1")["stats"] == {"documents": 3}
+    assert run.reused == ["corpus"]
+    assert run.done("corpus", "fp2") is None  # settings changed
+    out.unlink()
+    assert run.done("corpus", "fp1") is None  # an output is gone
+    with pytest.raises(demo.DemoError, match="unknown demo field"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("demo:\n  vocab: 10\n")
+        Run(demo.Options(config=str(bad)))

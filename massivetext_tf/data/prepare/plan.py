@@ -24,15 +24,35 @@ _OUTPUT_LAYOUT = {records.SHARD_DIR, PROGRESS_DIR, CURATED_DIR, records.MANIFEST
 
 @dataclass
 class PrepareConfig:
-    """Everything prepare_data needs; plain data, picklable for Beam workers."""
+    """Everything prepare_data needs; plain data, picklable for Beam workers.
+
+    Attributes:
+        output: Output directory (local or gs://); prepare_data's own (see `claim_output`).
+        sources: `SourceSpec`s of the train split (`--input`, `--source`).
+        eval_sources: `SourceSpec`s written whole to the eval split (`--eval-source`); their
+            files are also the contamination eval set of the train split.
+        tokenizer: SentencePiece model to tokenize with (copied to `OUTPUT/tokenizer.model`).
+        eval_fraction: Fraction of train-source documents sent to eval by a hash of the text.
+        shard_size: Documents per shard ("10000") or text per shard ("64MB").
+        curation: `CurationConfig`; None means the defaults (Gopher's rules).
+        keep_rejected: Directory for rejected documents as JSONL with their stage and rule.
+        curate_only: Write kept documents as JSONL under `OUTPUT/curated/`, no tokenizing.
+        on_error: Unreadable inputs: "skip" (count them) or "raise" (stop, naming the file).
+        train_tokenizer_vocab: With no `tokenizer`: train one of this size on the curated
+            train split first.
+        tokenizer_options: Extra `train_tokenizer` arguments (e.g. `num_sentinels`).
+        encode_batch: Documents per SentencePiece encode call.
+        max_document_mb: Documents larger than this (UTF-8 MB) are removed as
+            `read:too_large` before any stage.
+    """
 
     output: str
-    sources: list = field(default_factory=list)          # train SourceSpecs
-    eval_sources: list = field(default_factory=list)     # SourceSpecs for the eval split
+    sources: list = field(default_factory=list)
+    eval_sources: list = field(default_factory=list)
     tokenizer: str | None = None
     eval_fraction: float = 0.0
     shard_size: str = DEFAULT_SHARD_SIZE
-    curation: object = None                              # CurationConfig
+    curation: object = None
     keep_rejected: str | None = None
     curate_only: bool = False
     on_error: str = "skip"
@@ -85,6 +105,8 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class FileTask:
+    """One input file with its order key `(source_index, file_index)` and split."""
+
     source_index: int
     file_index: int
     path: str
@@ -92,10 +114,12 @@ class FileTask:
 
 
 def all_specs(cfg: PrepareConfig) -> list[tuple[str, object]]:
+    """`(split, SourceSpec)` of every source: train sources first, then eval sources."""
     return [("train", s) for s in cfg.sources] + [("eval", s) for s in cfg.eval_sources]
 
 
 def plan_files(cfg: PrepareConfig) -> list[FileTask]:
+    """Every input file of every source, in order-key order (the plan both runners share)."""
     from massivetext_tf.data.curate import list_files
 
     tasks = []
@@ -111,6 +135,8 @@ def _text_hash(text: str) -> int:
 
 
 def doc_split(task: FileTask, text: str, eval_fraction: float) -> str:
+    """The split of one document: its file's, or "eval" for a hash of the text below
+    `eval_fraction` (so exact duplicates share a split)."""
     if task.split == "eval" or eval_fraction <= 0:
         return task.split
     return "eval" if _text_hash(text) < eval_fraction * 2.0**64 else "train"

@@ -29,6 +29,8 @@ class Survivor:
 
 @dataclass
 class Rejected:
+    """A removed document as it is written under `--keep-rejected`, with its order key."""
+
     key: tuple
     split: str
     source: str
@@ -185,10 +187,12 @@ class ShardAssigner:
 
 
 def shard_name(split: str, source: str, index: int) -> str:
+    """`{split}-{source}-{index:05d}`: a shard's name without directory or extension."""
     return f"{split}-{source}-{index:05d}"
 
 
 def dedup_rejected(cfg: PrepareConfig, s: Survivor, doc, rule: str) -> Rejected:
+    """The `Rejected` record of a document that dedup removed (`rule`: exact or minhash)."""
     rec = doc.to_record(_text_field(cfg, s.source))
     rec["stage"], rec["rule"] = "dedup", rule
     return Rejected(s.key, s.split, s.source, rec)

@@ -20,6 +20,8 @@ from massivetext_tf.data.prepare.steps import Rejected, shard_name
 
 
 def doc_fingerprint(texts: Iterable[str], extra: str = "") -> str:
+    """SHA-256 over the documents of a shard (and `extra`, the tokenizer's hash): a done
+    marker whose fingerprint matches lets a rerun skip the shard."""
     h = hashlib.sha256(extra.encode())
     for t in texts:
         h.update(hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest())
@@ -85,10 +87,12 @@ def write_jsonl_shard(output: str, split: str, source: str, index: int, recs: li
 
 
 def rejected_path(keep_dir: str, split: str, source: str) -> str:
+    """`KEEP_DIR/rejected-{split}-{source}.jsonl`."""
     return os.path.join(keep_dir, f"rejected-{split}-{source}.jsonl")
 
 
 def write_rejected(keep_dir: str, split: str, source: str, recs: Iterable[dict]) -> int:
+    """Writes rejected documents as JSONL (atomically); returns how many."""
     tf.io.gfile.makedirs(keep_dir)
     path = rejected_path(keep_dir, split, source)
     n = 0
@@ -134,6 +138,8 @@ def merge_reports(reports: Iterable[dict]) -> dict:
 
 
 def format_report(report: dict) -> str:
+    """The curation table of each split of a `{split: report dict}` (what prepare-data
+    prints); "(no documents)" when no split has any."""
     from massivetext_tf.data.curate import CurationReport
 
     parts = []
