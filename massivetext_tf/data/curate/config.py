@@ -78,6 +78,22 @@ class QualityConfig:
     tokens ("The cat... sat on the mat." has 6 gopher words of mean length 3.5 but 8 spaCy
     tokens, 6 of them non-symbol, of mean length 2.83); `datatrove_reading.py` lists every
     difference. Set `RepetitionConfig.reading` too for datatrove's repetition rules.
+
+    Attributes:
+        min_words, max_words: Word count bounds (spaced languages and segmented ones).
+        min_mean_word_length, max_mean_word_length: Mean word length bounds, characters.
+        max_hash_word_ratio, max_ellipsis_word_ratio: "#" and "..." per word, at most.
+        max_bullet_lines_fraction: Lines starting with a bullet, at most this fraction.
+        max_ellipsis_lines_fraction: Lines ending with an ellipsis, at most this fraction.
+        min_alpha_words_fraction: Words with an alphabetic character, at least this fraction.
+        min_stop_words: Stop words needed, for languages listed in `stop_words`.
+        stop_words: Language code -> stop word list.
+        unspaced_languages: Languages measured in characters (no segmenter).
+        min_chars, max_chars: Length bounds of unspaced languages, non-whitespace characters.
+        min_alpha_chars_fraction: Alphabetic characters of unspaced languages, at least.
+        segmenters: Language code -> word segmenter ("jieba" for zh).
+        per_language: Language code -> threshold overrides (see `for_language`).
+        reading: "gopher", "datatrove_spacy" or "datatrove_whitespace" (above).
     """
 
     min_words: int = 50
@@ -139,6 +155,18 @@ class RepetitionConfig:
     (duplicate_line_chars 1/3) and 1 of len(text) = 7 under datatrove's (1/7).
     `datatrove_reading.py` lists every difference. With `duplicate_ngram_counting="repeats"`
     this reproduces datatrove's decisions.
+
+    Attributes:
+        max_duplicate_line_fraction: Lines that occur more than once, at most this fraction.
+        max_duplicate_paragraph_fraction: The same for paragraphs.
+        max_duplicate_line_char_fraction: Characters in duplicated lines, at most.
+        max_duplicate_paragraph_char_fraction: Characters in duplicated paragraphs, at most.
+        max_top_ngram_char_fraction: n (2..4) -> largest fraction of the top n-gram (above).
+        max_duplicate_ngram_char_fraction: n (5..10) -> largest duplicate fraction (above).
+        unspaced_languages: Languages whose n-grams are over characters (no segmenter).
+        duplicate_ngram_counting: "all_occurrences" or "repeats" (above).
+        segmenters: Language code -> word segmenter, whose words make the n-grams.
+        reading: "gopher", "datatrove_spacy" or "datatrove_whitespace" (above).
     """
 
     max_duplicate_line_fraction: float = 0.30
@@ -159,9 +187,12 @@ class RepetitionConfig:
 class LanguageIdConfig:
     """Language identification for sources with language "auto" (see `langid.py`).
 
-    `min_confidence`: documents identified with a lower probability are removed
-    (`langid:low_confidence`). `languages`: when not empty, documents identified as another
-    language are removed (`langid:language`). `max_chars`: characters classified per document.
+    Attributes:
+        min_confidence: Documents identified with a lower probability are removed
+            (`langid:low_confidence`).
+        languages: When not empty, documents identified as another language are removed
+            (`langid:language`).
+        max_chars: Characters classified per document.
     """
 
     min_confidence: float = 0.65
@@ -178,6 +209,14 @@ class DedupConfig:
     indexed with MinHashLSH banding; a document is a near duplicate when its estimated
     Jaccard similarity with an earlier kept document is above `threshold`. The first-seen
     document is kept (the paper drops one of the pair at random; first-seen is deterministic).
+
+    Attributes:
+        exact: Remove exact duplicates (of the normalized text).
+        minhash: Remove near duplicates.
+        ngram: Words per shingle.
+        threshold: Estimated Jaccard similarity above which a document is a near duplicate.
+        num_perm: MinHash permutations.
+        seed: MinHash seed (datasketch's).
     """
 
     exact: bool = True
@@ -202,6 +241,16 @@ class ContaminationConfig:
       much longer page, which Jaccard misses (None = off, the paper's setting).
     Eval files are read like any source (`eval_format`, `eval_text_field`, `eval_language`);
     an unreadable eval file is an error, not a skip, since it would weaken the filter.
+
+    Attributes:
+        eval_files: Files, directories or globs of the evaluation texts.
+        eval_format, eval_text_field, eval_language: How to read them.
+        ngram: Words per n-gram (13, the paper's).
+        threshold: Estimated Jaccard similarity above which a document is removed.
+        num_perm, seed: MinHash permutations and seed.
+        minhash: Apply the Jaccard rule.
+        max_ngram_overlap: See above (None = off).
+        max_eval_containment: See above (None = off).
     """
 
     eval_files: list = field(default_factory=list)
@@ -226,6 +275,16 @@ class CurationConfig:
     `skip` are not run. `languages` maps a source name to its language code; a source not
     in the map uses the document's own language (from its `SourceSpec`) or
     `default_language`.
+
+    Attributes:
+        quality: `QualityConfig`.
+        repetition: `RepetitionConfig`.
+        dedup: `DedupConfig`.
+        contamination: `ContaminationConfig`.
+        langid: `LanguageIdConfig`.
+        skip: Stage names not to run (`STAGES`).
+        languages: Source name -> language code.
+        default_language: Language of documents whose source and spec name none.
     """
 
     quality: QualityConfig = field(default_factory=QualityConfig)
