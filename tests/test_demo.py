@@ -163,9 +163,12 @@ def test_demo_end_to_end_at_ci_size(tmp_path):
     # The TFLite file, run here again under LiteRT (no TensorFlow import: seconds).
     tflite = summary["export"]["tflite"]
     assert tflite.endswith(".tflite") and os.path.getsize(tflite) > 0
+    code = ("import json, sys; from massivetext_tf.demo import checks; "
+            "r = checks.tflite_check(sys.argv[1], sys.argv[2], 'ROMEO.', 8); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print(json.dumps(r))")
     check = subprocess.run(
-        [sys.executable, "-m", "massivetext_tf.demo.checks", "tflite", tflite,
-         os.path.join(os.path.dirname(tflite), "tokenizer.model"), "ROMEO.", "8"],
+        [sys.executable, "-c", code, tflite,
+         os.path.join(os.path.dirname(tflite), "tokenizer.model")],
         capture_output=True, text=True, timeout=120, env=_env())
     assert check.returncode == 0, check.stderr[-3000:]
     assert json.loads(check.stdout.strip().splitlines()[-1])["tokens"] > 0

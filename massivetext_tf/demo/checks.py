@@ -36,21 +36,15 @@ def saved_model_check(path: str, prompts: list[str], max_new_tokens: int) -> dic
     return {"texts": texts, "tokens": tokens, "seconds": time.time() - t0}
 
 
-def _litert_generator():
-    try:  # TensorFlow-free home of the LiteRT runner
-        from massivetext_tf.export.litert import LiteRTGenerator
-    except ImportError:
-        from massivetext_tf.export.tflite import LiteRTGenerator
-    return LiteRTGenerator
-
-
 def tflite_check(path: str, tokenizer_path: str, prompt: str, max_new_tokens: int) -> dict:
     """Greedy generation from `prompt` with the LiteRT file (`</s>` ends it, not counted)."""
     t0 = time.time()
     import sentencepiece as spm
 
+    from massivetext_tf.export.litert import LiteRTGenerator  # no TensorFlow import
+
     sp = spm.SentencePieceProcessor(model_file=tokenizer_path)
-    gen = _litert_generator()(path)
+    gen = LiteRTGenerator(path)
     new = gen.generate([sp.bos_id()] + sp.encode(prompt), max_new_tokens)
     if new and new[-1] == sp.eos_id():
         new = new[:-1]
