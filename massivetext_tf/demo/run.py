@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import io as text_io
 import json
-import os
 import shlex
 import time
 from typing import Callable
