@@ -18,7 +18,7 @@ COMMANDS = {
     "tune": ("tune", True, "hyperparameter search with keras-tuner"),
     "evaluate": ("evaluate", True, "bits per byte per source and tasks from YAML, models side by side"),
     "export": ("export", True, "SavedModel for TF Serving (and LiteRT files) from a preset"),
-    "convert-checkpoint": ("convert_checkpoint", True, "HuggingFace T5 checkpoints to presets and back"),
+    "convert-checkpoint": ("convert_checkpoint", True, "HuggingFace T5 checkpoints to presets and back (or: convert)"),
     "count-params": ("count_params", True, "a preset's parameter count, without allocating weights"),
     "plan": ("plan", True, "will a run fit: memory per device, step time, days to optimal tokens"),
     "compute-optimal": ("compute_optimal", True, "Chinchilla-optimal size and tokens for a FLOP budget"),
