@@ -1,6 +1,7 @@
 """The web pipeline's faster computations give the libraries' own answers: the vectorized
-py3langid classifier (`langid._FastClassifier`) and ftfy's line loop with plain lines passed
-through (`web._fix_text`), on the committed web fixtures and on edge cases."""
+py3langid classifier (`langid._FastClassifier`), ftfy's line loop with plain lines passed
+through (`web._fix_text`) and jieba with remembered blocks (`segment._CachedJieba`), on the
+committed web fixtures and on edge cases."""
 import gzip
 import json
 import pathlib
@@ -8,7 +9,7 @@ import pathlib
 import pytest
 
 from massivetext_tf.data.curate import SourceSpec, read_documents
-from massivetext_tf.data.curate import langid, web
+from massivetext_tf.data.curate import langid, segment, web
 
 WEB = pathlib.Path(__file__).parent / "fixtures" / "web"
 
@@ -46,3 +47,18 @@ def test_fix_text_equals_ftfy(texts):
             "é" + "a" * 1_000_010 + "\n&amp;"]  # a segment cut at max_decode_length
     for text in texts + edge + [t.replace("\n", " &amp; <b>\n", 3) for t in texts[:20]]:
         assert web._fix_text(text) == ftfy.fix_text(text, normalization="NFC")
+
+
+def test_cached_jieba_equals_jieba(texts):
+    import jieba
+
+    segment.clear_cache()
+    cached = segment._cached_jieba()
+    edge = ["", "\r\n", "a\r\nb  c\t\u3000中文", "我们，你们。", "123abc中文ABC 。。",
+            "x" * 100 + "中文" * 50]
+    for _ in range(2):  # the second time from the cache
+        for text in texts + edge:
+            assert cached.lcut(text) == jieba.lcut(text)
+    assert cached.cache
+    segment.clear_cache()
+    assert not cached.cache

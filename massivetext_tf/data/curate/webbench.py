@@ -60,8 +60,10 @@ def _best(runs: list) -> dict:
 
 def run_ours_once(paths, dedup: bool = True, reading: str = "gopher") -> dict:
     from massivetext_tf.data.curate import Curator, SourceSpec, read_documents
+    from massivetext_tf.data.curate.segment import clear_cache
 
     curator = Curator(_config(dedup, reading))
+    clear_cache()  # each run remembers only the jieba blocks it segmented itself
     c0 = time.process_time()
     spec = SourceSpec("web", list(paths), format="warc", language="auto")
     kept = sum(1 for _ in curator.run(read_documents(spec, stats=curator.report)))
