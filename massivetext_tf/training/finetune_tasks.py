@@ -121,57 +121,29 @@ def score_candidates(trainer, data: fd.TaskData, prompts, labels, batch_size: in
 
 
 def greedy_decode(trainer, data: fd.TaskData, prompts, batch_size: int = 16) -> list[str]:
-    """Greedy decoding by full recomputation at fixed shapes (small models, eval only)."""
+    """Greedy decodes of `prompts` (texts), laid out as the task trains, with the package's one
+    decoding loop (`models.decoding.greedy_generate`: KV-cached, XLA-compiled): decoder-only
+    rows continue `[bos] prompt` within data.sequence_length tokens, encoder-decoder rows decode
+    from the model's start token; at most task.max_target_length new tokens, up to `</s>`."""
+    from massivetext_tf.models.decoding import greedy_generate
+
+    if not prompts:
+        return []
     model = trainer.model
-    forward = _forward_fn(model, model_input_keys(model) or [])
     T = data.cfg.task.max_target_length
-    outs = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = list(prompts[i: i + batch_size])
-        n = len(chunk)
-        chunk += [chunk[-1]] * (batch_size - n)
-        x, _, _ = data.arrays(chunk, [""] * len(chunk))
-        generated = [[] for _ in chunk]
-        done = np.zeros(len(chunk), bool)
-        if data.seq2seq:
-            dec = np.zeros_like(x["decoder_token_ids"])
-            dec[:, 0] = data.start_id
-            for t in range(min(T, data.Ld - 1)):
-                x["decoder_token_ids"] = dec
-                x["decoder_padding_mask"] = (np.arange(data.Ld)[None] <= t).astype(np.int32).repeat(len(chunk), 0)
-                nxt = forward(x).numpy()[:, t].argmax(-1)
-                for b, tok in enumerate(nxt):
-                    if not done[b]:
-                        if tok == fd.EOS:
-                            done[b] = True
-                        else:
-                            generated[b].append(int(tok))
-                dec[:, t + 1] = nxt
-                if done.all():
-                    break
-        else:
-            toks = x["token_ids"].copy()
-            # Rows hold [bos] + prompt + eos (the empty target's eos) shifted into labels; the
-            # input row is [bos] + prompt, so its length is the number of real positions.
-            lens = (x["padding_mask"] > 0).sum(-1)
-            for b in range(len(chunk)):
-                toks[b, lens[b]:] = fd.PAD
-            for _ in range(T):
-                if (lens >= data.L).all() or done.all():
-                    break
-                mask = (np.arange(data.L)[None] < lens[:, None]).astype(np.int32)
-                logits = forward({"token_ids": toks, "padding_mask": mask, "segment_ids": mask,
-                                  "positions": np.tile(np.arange(data.L, dtype=np.int32), (len(chunk), 1))}).numpy()
-                for b in range(len(chunk)):
-                    if done[b] or lens[b] >= data.L:
-                        done[b] = True
-                        continue
-                    tok = int(logits[b, lens[b] - 1].argmax())
-                    if tok == fd.EOS:
-                        done[b] = True
-                        continue
-                    toks[b, lens[b]] = tok
-                    generated[b].append(tok)
-                    lens[b] += 1
-        outs.extend(data.decode(g) for g in generated[:n])
-    return outs
+    x, _, _ = data.arrays(list(prompts), [""] * len(prompts))
+    if data.seq2seq:
+        rows = [ids[: int(m.sum())].tolist()
+                for ids, m in zip(x["encoder_token_ids"], x["encoder_padding_mask"])]
+        new = greedy_generate(model, rows, max_new_tokens=min(T, data.Ld - 1), end_id=fd.EOS,
+                              batch_size=batch_size)
+    else:
+        rows = [ids[: int(m.sum())].tolist() for ids, m in zip(x["token_ids"], x["padding_mask"])]
+        length = min(data.L, int(model.backbone.max_sequence_length))
+        new = [[] for _ in rows]
+        live = [i for i, r in enumerate(rows) if len(r) < length]  # a full row has no room
+        out = greedy_generate(model, [rows[i] for i in live], max_new_tokens=T, end_id=fd.EOS,
+                              batch_size=batch_size, max_length=length)
+        for i, ids in zip(live, out):
+            new[i] = ids
+    return [data.decode(ids) for ids in new]
