@@ -109,7 +109,7 @@ def read_event_data(logdir: str) -> EventData:
     gfile = _gfile()
     if not gfile.isdir(logdir) or not any("tfevents" in n for n in gfile.listdir(logdir)):
         raise PicturesError(f"{logdir}: no TensorBoard event files (was the run made with "
-                            "runtime.tensorboard off?)")
+                            "trainer.tensorboard off?)")
     acc = ea.EventAccumulator(logdir, size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
     acc.Reload()
     tags = acc.Tags()
@@ -252,7 +252,7 @@ def render_tensorboard_view(run_dir: str, out_png: str, *, max_samples: int = 4,
                 color=_INK, transform=ax.transAxes)
         y -= 0.09 + 0.045 * len(body.splitlines())
     if not shown:
-        ax.text(0.04, 0.95, "(no samples: set runtime.sample_prompts)", fontsize=9, va="top",
+        ax.text(0.04, 0.95, "(no samples: set trainer.sample_prompts)", fontsize=9, va="top",
                 transform=ax.transAxes, color="#757575")
     import io as _bytes_io
 

@@ -13,7 +13,7 @@ Evaluation in Model Garden's convention (massivetext_tf.training.evaluator):
     massivetext train --mode continuous_eval --model-dir runs/tiny [--eval-timeout S]
 
 evaluate one checkpoint, or each new checkpoint once until the final one (the run's own
-config.yaml unless --config); tasks listed in runtime.eval_tasks also run at eval_every.
+config.yaml unless --config); tasks listed in trainer.eval_tasks also run at eval_every.
 """
 import os
 
