@@ -305,9 +305,55 @@ def _wait_for_tensorboard(port: int, proc, timeout: float) -> None:
                         f"{timeout:.0f} s")
 
 
-# file name -> (TensorBoard page, window height in pixels)
-SCREENSHOTS = {"tensorboard_scalars.png": ("#scalars&tagFilter=loss", 480),
+# file name -> (TensorBoard page, window height in pixels). The scalars page shows the raw values
+# (smoothing 0), the numbers of metrics.jsonl.
+SCREENSHOTS = {"tensorboard_scalars.png": ("#scalars&tagFilter=loss&_smoothingWeight=0", 480),
                "tensorboard_text.png": ("#text&tagFilter=samples", 760)}
+
+
+# TensorBoard settings kept in the browser's localStorage, set before the screenshots: charts
+# scaled to all points (by default TensorBoard crops the y axis to the 5-95% quantiles, which
+# cuts off an eval curve of a few points).
+BROWSER_SETTINGS = {"_ignoreYOutliers": "false"}
+
+
+def _chromium(browser: str, profile: str, *args: str) -> list[str]:
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", *args]
+
+
+def _seed_local_storage(browser: str, profile: str, port: int, items: dict,
+                        timeout: float) -> None:
+    """Stores `items` in the localStorage of http://127.0.0.1:PORT in the browser profile
+    `profile` (a page served once from that origin sets them), so the TensorBoard started on
+    the same port afterwards reads them."""
+    import http.server
+    import threading
+
+    script = "".join(f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)});"
+                     for k, v in items.items())
+    page = f"<html><body><script>{script}</script>ok</body></html>".encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        subprocess.run(_chromium(browser, profile, "--dump-dom", f"http://127.0.0.1:{port}/"),
+                       capture_output=True, timeout=timeout)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def screenshot_tensorboard(run_dir: str, out_dir: str, *, browser: str, width: int = 1280,
@@ -316,22 +362,23 @@ def screenshot_tensorboard(run_dir: str, out_dir: str, *, browser: str, width: i
     Chromium screenshots `width` pixels wide of the scalars dashboard (loss tags) and of the
     text dashboard (samples), writes them to `out_dir` under the names of `SCREENSHOTS` and
     returns their paths. TensorBoard is stopped afterwards."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", events_dir(run_dir),
-           "--port", str(port), "--host", "127.0.0.1", "--reload_interval", "0"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     written = []
-    try:
-        _wait_for_tensorboard(port, proc, timeout)
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = os.path.join(tmp, "profile")
+        port = _free_port()
+        _seed_local_storage(browser, profile, port, BROWSER_SETTINGS, timeout)
+        cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", events_dir(run_dir),
+               "--port", str(port), "--host", "127.0.0.1", "--reload_interval", "0"]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        with open(os.path.join(tmp, "tensorboard.log"), "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            _wait_for_tensorboard(port, proc, timeout)
             for name, (fragment, height) in SCREENSHOTS.items():
                 local = os.path.join(tmp, name)
-                shot = [browser, "--headless", "--no-sandbox", "--disable-gpu",
-                        "--hide-scrollbars", "--no-first-run", "--disable-extensions",
-                        f"--window-size={int(width)},{int(height)}",
-                        f"--virtual-time-budget={int(settle_ms)}",
-                        f"--screenshot={local}", f"http://127.0.0.1:{port}/{fragment}"]
+                shot = _chromium(browser, profile, f"--window-size={int(width)},{int(height)}",
+                                 f"--virtual-time-budget={int(settle_ms)}",
+                                 f"--screenshot={local}", f"http://127.0.0.1:{port}/{fragment}")
                 r = subprocess.run(shot, capture_output=True, text=True, timeout=timeout)
                 if not os.path.exists(local):
                     tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -341,13 +388,13 @@ def screenshot_tensorboard(run_dir: str, out_dir: str, *, browser: str, width: i
                     out = f"{out_dir.rstrip('/')}/{name}"
                     io.atomic_write(out, f.read())
                 written.append(out)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return written
 
 
