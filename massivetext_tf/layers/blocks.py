@@ -78,18 +78,24 @@ class _Block(keras.layers.Layer):
         # Recompute this block in the backward pass (`set_remat`); not serialized.
         self.remat = False
 
-    def _rematerialized(self, forward, floats, training):
-        """`forward(*floats)` through `keras.remat`, which differentiates only positional
-        arguments (the float tensors gradients flow to); masks and flags are closed over.
+    def _run(self, args):
+        """`self._forward(**args)`, through `keras.remat` when `self.remat` is set and no
+        cache is passed (cached decoding is never rematerialized). `keras.remat`
+        differentiates only positional arguments, so the float tensors gradients flow to
+        (`_FLOAT_ARGS`) become positional; masks and flags are closed over.
 
         Dropout would draw new masks when the block is recomputed, so the gradient would not
         be the gradient of the forward pass: refused."""
-        if training and self.dropout > 0:
+        if not self.remat or args.get("cache") is not None or args.get("cross_attention_cache") is not None:
+            return self._forward(**args)
+        if args["training"] and self.dropout > 0:
             raise ValueError(
                 f"remat: block rematerialization needs dropout 0 in training ({self.name} has "
                 f"dropout {self.dropout}): the recomputed block would draw new dropout masks"
             )
-        return keras.remat(forward)(*floats)
+        floats = [name for name in _FLOAT_ARGS if args.get(name) is not None]
+        forward = lambda *values: self._forward(**{**args, **dict(zip(floats, values))})
+        return keras.remat(forward)(*(args[name] for name in floats))
 
     def build(self, x_shape, encoder_outputs_shape=None):
         input_shape = x_shape
@@ -163,47 +169,15 @@ class DecoderBlock(_Block):
         `x`, or `(x, cache)` with a cache, or `(x, cache, cross_attention_cache)` with both.
     """
 
-    def call(
-        self,
-        x,
-        segments=None,
-        attention_bias=None,
-        cache=None,
-        cache_update_index=None,
-        relative_table=None,
-        encoder_outputs=None,
-        encoder_segments=None,
-        cross_attention_cache=None,
-        training=None,
-    ):
-        if self.remat and cache is None and cross_attention_cache is None:
-            floats = [t for t in (x, attention_bias, encoder_outputs) if t is not None]
-
-            def forward(*args):
-                args = iter(args)
-                return self._forward(
-                    next(args),
-                    segments,
-                    None if attention_bias is None else next(args),
-                    relative_table=relative_table,
-                    encoder_outputs=None if encoder_outputs is None else next(args),
-                    encoder_segments=encoder_segments,
-                    training=training,
-                )
-
-            return self._rematerialized(forward, floats, training)
-        return self._forward(
-            x,
-            segments,
-            attention_bias,
-            cache=cache,
-            cache_update_index=cache_update_index,
-            relative_table=relative_table,
-            encoder_outputs=encoder_outputs,
-            encoder_segments=encoder_segments,
-            cross_attention_cache=cross_attention_cache,
-            training=training,
-        )
+    def call(self, x, segments=None, attention_bias=None, cache=None, cache_update_index=None,
+             relative_table=None, encoder_outputs=None, encoder_segments=None,
+             cross_attention_cache=None, training=None):
+        return self._run(dict(
+            x=x, segments=segments, attention_bias=attention_bias, cache=cache,
+            cache_update_index=cache_update_index, relative_table=relative_table,
+            encoder_outputs=encoder_outputs, encoder_segments=encoder_segments,
+            cross_attention_cache=cross_attention_cache, training=training,
+        ))
 
     def _forward(
         self,
@@ -274,13 +248,7 @@ class EncoderBlock(_Block):
         super().build(x_shape)
 
     def call(self, x, segments=None, attention_bias=None, training=None):
-        if self.remat:
-            if attention_bias is None:
-                forward = lambda x: self._forward(x, segments, None, training)
-                return self._rematerialized(forward, [x], training)
-            forward = lambda x, bias: self._forward(x, segments, bias, training)
-            return self._rematerialized(forward, [x, attention_bias], training)
-        return self._forward(x, segments, attention_bias, training)
+        return self._run(dict(x=x, segments=segments, attention_bias=attention_bias, training=training))
 
     def _forward(self, x, segments, attention_bias, training):
         h = self.attention(
@@ -306,3 +274,5 @@ def set_remat(blocks, mode):
 
 
 REMAT_MODES = ("none", "block")
+# The float inputs of a block that gradients flow to: what `keras.remat` differentiates.
+_FLOAT_ARGS = ("x", "attention_bias", "encoder_outputs")
