@@ -81,6 +81,9 @@ def _gfile():
 
 
 def _exists(path: str) -> bool:
+    """Whether `path` exists (local paths without importing TensorFlow)."""
+    if "://" not in path:
+        return os.path.exists(path)
     return _gfile().exists(path)
 
 
