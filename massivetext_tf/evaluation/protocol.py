@@ -41,28 +41,60 @@ def lm_eval_plan(num_tokens, window):
 
 @dataclasses.dataclass
 class LoglikelihoodResult:
-    logprob: float          # natural log, summed over the scored tokens
-    is_greedy: bool         # every scored token is the argmax
-    num_tokens: int         # scored tokens
-    truncated: bool = False  # the context was left-truncated to fit the window
-    skipped: bool = False    # the continuation alone does not fit: not scored (logprob nan)
+    """One `loglikelihood` answer (lm-eval's `(logprob, is_greedy)` and what was cut).
+
+    Attributes:
+        logprob: natural log, summed over the scored tokens (nan when skipped).
+        is_greedy: every scored token is the argmax.
+        num_tokens: scored tokens.
+        truncated: the context was left-truncated to fit the window.
+        skipped: the continuation alone does not fit the window: not scored.
+    """
+
+    logprob: float
+    is_greedy: bool
+    num_tokens: int
+    truncated: bool = False
+    skipped: bool = False
 
 
 @dataclasses.dataclass
 class RollingResult:
+    """One `loglikelihood_rolling` answer: every token of a text scored once.
+
+    Attributes:
+        logprob: natural log, summed over the text's tokens.
+        num_tokens: scored tokens.
+    """
+
     logprob: float
     num_tokens: int
 
 
 @dataclasses.dataclass
 class GenerationRequest:
+    """One `generate_until` request (greedy, from `<s>` + context).
+
+    Attributes:
+        context: the prompt text.
+        until: stop strings: the text is cut before the first one.
+        max_new_tokens: most tokens generated.
+    """
+
     context: str
-    until: tuple = ()          # stop strings: the text is cut before the first one
+    until: tuple = ()
     max_new_tokens: int = 32
 
 
 @dataclasses.dataclass
 class GenerationResult:
+    """One `generate_until` answer.
+
+    Attributes:
+        text: only the new text, cut before the first stop string.
+        truncated: the prompt was cut to leave room in the window.
+    """
+
     text: str
     truncated: bool = False
 
