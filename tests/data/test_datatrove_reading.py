@@ -166,3 +166,18 @@ def test_decisions_equal_datatrove_filters_on_web_fixtures(reading):
     ours = [id(d) in kept for d in docs]
     assert ours == theirs
     assert 0 < sum(ours) < len(docs)  # both kinds of decision are exercised
+
+
+def test_web_benchmark_parts_on_fixtures():
+    from massivetext_tf.data.curate import webbench
+
+    warcs = [str(WEB / "edu-en.warc.gz"), str(WEB / "edu-zh.warc.gz")]
+    ours = webbench.run_ours_once(warcs)
+    assert ours["documents"] == 56 and 0 < ours["kept"] <= 56
+    assert ours["mb_per_cpu_second"] > 0
+    pytest.importorskip("spacy", reason="datatrove's filters tokenize with spaCy")
+    pytest.importorskip("datatrove", reason="the agreement needs datatrove installed")
+    for reading in ("datatrove_spacy", WS):
+        agree = webbench.agreement(warcs, reading)
+        assert agree["documents"] == 56
+        assert agree["agreement"] == 1.0 and agree["disagreements"] == []
