@@ -28,7 +28,8 @@ Languages: the datatrove reading has no character rules (`unspaced_languages` an
 `segmenters` are not used); its stop words are the language's list in
 `QualityConfig.stop_words` (no list: no stop word rule). `duplicate_ngram_counting` keeps
 its meaning (datatrove's filter is "repeats"). A ratio whose denominator is zero (no tokens,
-no lines) is not checked (datatrove divides by zero there).
+no lines) is not checked (datatrove divides by zero there). A threshold of 0 is a threshold
+here, as in the gopher reading; datatrove's filters read 0 or None as "rule off".
 
 Example, "The cat... sat on the mat." with the stop words "the" and "on": the gopher
 words are `The` `cat...` `sat` `on` `the` `mat.` (6 words, mean length 3.5, 3 stop word
