@@ -73,7 +73,7 @@ def max_text_chars(proto, max_length):
     control pieces excluded; the factor 2 leaves room for normalization that merges
     characters). Fewer characters can never make `max_length` tokens, so cutting a string to
     this length first loses no token the context could hold, and it bounds the work (and
-    memory: about 100x a string's size while tokenizing) one huge string can cause."""
+    memory, many times a string's size while tokenizing) one huge string can cause."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_proto=proto)

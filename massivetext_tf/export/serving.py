@@ -225,6 +225,7 @@ def remove_export_leftovers(base_dir, name):
 
 
 def validate_name(name):
+    """`name` if it is a usable model directory name, else an `ExportError` naming `--name`."""
     if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
         raise ExportError(
             f"--name {name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit."
@@ -277,6 +278,7 @@ def directory_size(path):
 
 
 def human_size(num_bytes):
+    """`num_bytes` as B, KiB, MiB or GiB with one decimal."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if num_bytes < 1024 or unit == "GiB":
             return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{num_bytes} B"

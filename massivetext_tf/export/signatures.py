@@ -45,6 +45,7 @@ def token_conventions(task):
 
 
 def backbone_dims(task):
+    """`(decoder layers, heads, key/value dim)`: the self-attention cache's dimensions."""
     backbone = task.backbone
     layers = getattr(backbone, "num_layers", None) or backbone.num_decoder_layers
     return layers, backbone.num_heads, backbone.key_value_dim
@@ -67,6 +68,13 @@ def tokenize_fn(tokenizer, conventions):
 def decoder_only_functions(
     task, tokenizer, max_length, default_max_new_tokens, jit_compile, max_batch_size, max_chars
 ):
+    """The decoder-only signature bodies over `task` at the static length `max_length`:
+    `((generate, generate_all_inputs), score, (forward, forward_input_spec))`.
+
+    `generate` keeps `<s>` and the most recent prompt tokens that leave room for
+    `max_new_tokens`, prefills the cache over the positions every row shares, then runs the
+    XLA-compiled loop; `score` sums log-likelihoods of `<s> text </s>`; `forward` returns logits.
+    """
     L = max_length
     num_layers, num_heads, key_dim = backbone_dims(task)
     cache_dtype = task.compute_dtype
@@ -222,6 +230,9 @@ def wrap_generate(generate, default_max_new_tokens):
 def encoder_decoder_functions(
     task, tokenizer, max_length, default_max_new_tokens, jit_compile, max_batch_size, max_chars
 ):
+    """The encoder-decoder signature bodies, as `decoder_only_functions`: `generate` encodes
+    the source once (cross-attention keys/values included) and decodes from the model's start
+    token; `score` takes `texts` (sources) and `targets`; `forward` keras-hub's four inputs."""
     L = max_length
     num_layers, num_heads, key_dim = backbone_dims(task)
     cache_dtype = task.compute_dtype

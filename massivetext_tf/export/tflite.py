@@ -10,13 +10,13 @@ Signatures (all tensors static-shaped; `L` = max length, `C` = cache shape
 * `decode(token_id int32 [1, 1], index int32 [], cache float32 C)` -> `logits [1, vocab]`,
   `cache C`: writes `token_id` at position `index` and returns the logits of position
   `index + 1`.
+* `forward(token_ids int32 [1, L], padding_mask int32 [1, L])` -> `logits [1, L, vocab]`.
 
 Every shape is static, so no input sizes an allocation. Positions out of range fail instead of
 returning plausible logits: `prefill` with `length` outside `[1, L]` and `decode` with `index`
 outside `[0, L)` stop with the interpreter's "gather index out of bounds" error (a negative
 `index`, which the cache write would clamp to 0, is mapped to `L` first), and
 `LiteRTGenerator` checks both on the host with a readable `ValueError`.
-* `forward(token_ids int32 [1, L], padding_mask int32 [1, L])` -> `logits [1, L, vocab]`.
 
 `decode` is the task's `decoding_next` closure, the step of every decoding loop of the
 package (`massivetext_tf.models.decoding`); the loop itself runs on the host: `prefill` once,
