@@ -15,7 +15,8 @@ closure serves keras-hub's `generate()`, the SavedModel `generate` signature
 `generate_uncached` on each task stays the reference implementation the loop is tested
 against (tests/models/test_decoding.py).
 
-Importing this module needs only Keras.
+The module itself imports only Keras and numpy (no TensorFlow unless the Keras backend is
+TensorFlow); the package `massivetext_tf.models` around it imports keras-hub.
 """
 import weakref
 

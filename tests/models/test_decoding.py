@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from harness import tf_function_traces
 from massivetext_tf import models
 from massivetext_tf.models import decoding
 
@@ -81,6 +82,8 @@ def test_decoder_only_greedy_generate_equals_uncached_with_an_early_end(causal_l
     got = decoding.greedy_generate(causal_lm, PROMPTS, max_new_tokens=8, end_id=end_id, batch_size=2)
     assert got == [_until(r, end_id) for r in reference]
     assert len(got[0]) <= 3
+    # Both calls (different end tokens, same shapes) ran one compiled program: no retrace.
+    assert tf_function_traces(decoding._compiled(causal_lm, "decoder_only")) == 1
 
 
 def test_encoder_decoder_greedy_generate_equals_uncached_with_an_early_end(seq2seq_lm):
