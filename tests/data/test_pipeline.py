@@ -208,7 +208,7 @@ def test_truncated_shard_is_caught_before_reading(data, tmp_path):
 
 
 def test_missing_manifest_and_split(tmp_path, data):
-    with pytest.raises(FileNotFoundError, match="prepare_data"):
+    with pytest.raises(FileNotFoundError, match="prepare-data"):
         pipeline.lm_dataset(str(tmp_path), "train", 16, 4)
     root, _ = data
     m = json.loads(open(os.path.join(root, "manifest.json")).read())
