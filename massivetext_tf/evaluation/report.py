@@ -88,10 +88,14 @@ def markdown(document) -> str:
 
 
 def write_json(path, document) -> None:
+    """Writes `document` (from `results_document`) to `path` as strict JSON (no bare NaN),
+    atomically; gs:// paths work."""
     io.write_json(path, document)
 
 
 def write_markdown(path, document) -> None:
+    """Writes `markdown(document)` (one table per source and task, models side by side) to
+    `path`, atomically; gs:// paths work."""
     io.atomic_write(path, markdown(document))
 
 

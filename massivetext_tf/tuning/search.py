@@ -56,11 +56,11 @@ def objective():
 
 
 def _write_text(path: str, text: str) -> None:
-    """Written to a temporary name and renamed: a kill never leaves half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    """Written to a temporary name and renamed (`massivetext_tf.io.atomic_write`): a kill never
+    leaves half a file."""
+    from massivetext_tf import io as mio
+
+    mio.atomic_write(path, text)
 
 
 def _read_json(path: str) -> dict | None:
