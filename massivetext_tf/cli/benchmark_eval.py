@@ -22,20 +22,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def scoring_vs_forward(batch=8, length=256, hidden_dim=256, num_layers=4, rounds=5):
-    import tempfile
-
     import numpy as np
     import tensorflow as tf
 
-    from massivetext_tf import models
     from massivetext_tf.evaluation import from_task
-    from massivetext_tf.evaluation.benchmark import _tokenizer
+    from massivetext_tf.evaluation.benchmark import tiny_lm
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tok = _tokenizer(f"{tmp}/tok.model")
-        lm = models.build("gopher_tiny", tokenizer=tok, max_sequence_length=length, hidden_dim=hidden_dim,
-                          intermediate_dim=4 * hidden_dim, num_layers=num_layers, num_heads=4,
-                          key_value_dim=hidden_dim // 4)
+    lm = tiny_lm(length, hidden_dim, num_layers)
     adapter = from_task(lm, jit_compile=True, batch_size=batch)
     vocab = lm.backbone.vocabulary_size
     rng = np.random.default_rng(0)

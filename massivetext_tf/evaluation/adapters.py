@@ -17,15 +17,7 @@ loaded with `tf.saved_model.load`. Token log-likelihoods come from the `forward`
 it serves. Texts are tokenized on the host with the model's own SentencePiece model (the
 preset's tokenizer, or the export's `assets/tokenizer.model`).
 
-Token conventions (docs/architecture.md, docs/evaluation.md):
-
-* decoder-only: `[<s>] + context + continuation`; the context's trailing whitespace moves to
-  the continuation and the continuation's tokens are those of `context + continuation` past
-  the context's own tokens (lm-evaluation-harness's split). A sequence longer than the
-  window is left-truncated after `<s>` (the most recent tokens are kept, and counted);
-* encoder-decoder: encoder `context + [</s>]` (left-truncated to the window), decoder
-  `[<s>] + continuation`, scored labels `continuation + [</s>]` (the target as trained and as
-  the `score` signature scores it); the continuation's leading whitespace is dropped.
+The token conventions of both model kinds are written once, in `model_adapter`'s docstring.
 
 The code lives in three modules, re-exported here: `protocol` (request and result types,
 token ids, window plans, the host tokenizer), `model_adapter` (`ModelAdapter`) and `loading`

@@ -30,18 +30,25 @@ def _tokenizer(path):
     return path
 
 
-def run(items=16, context_tokens=400, choices=4, hidden_dim=256, num_layers=4, window=512, repeats=3,
-        batch_size=8):
+def tiny_lm(length, hidden_dim, num_layers):
+    """The benchmarks' model: `gopher_tiny` at `hidden_dim` x `num_layers` (4 heads) with a
+    300-piece SentencePiece tokenizer trained on the fly, context `length` tokens."""
     import tempfile
 
     from massivetext_tf import models
-    from massivetext_tf.evaluation import from_task
 
     with tempfile.TemporaryDirectory() as tmp:
         tok = _tokenizer(f"{tmp}/tok.model")
-        lm = models.build("gopher_tiny", tokenizer=tok, max_sequence_length=window, hidden_dim=hidden_dim,
-                          intermediate_dim=4 * hidden_dim, num_layers=num_layers, num_heads=4,
-                          key_value_dim=hidden_dim // 4)
+        return models.build("gopher_tiny", tokenizer=tok, max_sequence_length=length,
+                            hidden_dim=hidden_dim, intermediate_dim=4 * hidden_dim,
+                            num_layers=num_layers, num_heads=4, key_value_dim=hidden_dim // 4)
+
+
+def run(items=16, context_tokens=400, choices=4, hidden_dim=256, num_layers=4, window=512, repeats=3,
+        batch_size=8):
+    from massivetext_tf.evaluation import from_task
+
+    lm = tiny_lm(window, hidden_dim, num_layers)
     adapter = from_task(lm, jit_compile=False, batch_size=batch_size)
     rng = np.random.default_rng(1)
     pieces = ["king", "night", "lord", "question", "winter", "prince", "master", "be"]
