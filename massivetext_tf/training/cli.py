@@ -27,6 +27,8 @@ FLAGS = {
     "seed": "runtime.seed",
     "peak_flops": "runtime.peak_flops_per_device",
     "init_from": "model.init_from",
+    "backend": "runtime.backend",
+    "mesh": "runtime.mesh",
 }
 
 
@@ -63,6 +65,12 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="peak FLOP/s per device for MFU (default: table, or measured on CPU)")
     p.add_argument("--init-from", dest="init_from",
                    help="checkpoint or keras-hub preset dir to start from")
+    p.add_argument("--backend", choices=names.BACKENDS,
+                   help="Keras backend of the training step: tensorflow (default; every "
+                        "tf.distribute strategy) or jax (one_device, model_parallel)")
+    p.add_argument("--mesh", metavar="data=D,model=M",
+                   help="model_parallel: the device mesh (batch over data; heads, feed-forward "
+                        "columns and vocabulary over model)")
     return p
 
 
@@ -151,6 +159,15 @@ def run(main_fn, description: str, argv=None, *, add_flags=None) -> int:
     if add_flags is not None:
         add_flags(p)
     args = p.parse_args(argv)
+    try:
+        from massivetext_tf.training import backend
+
+        # Keras reads its backend once, at import, and TensorFlow imports Keras: choose it
+        # before anything below imports TensorFlow.
+        backend.select(backend.requested(args))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     setup(args)
     try:
         if getattr(args, "mode", "train") != "train" and not args.config and args.model_dir:
@@ -161,6 +178,7 @@ def run(main_fn, description: str, argv=None, *, add_flags=None) -> int:
                 raise ValueError(f"--mode {args.mode}: --model-dir {args.model_dir} has no config.yaml "
                                  "(not a training run's directory); give --config")
         cfg = load(args)
+        backend.check_loaded(cfg.runtime.backend)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

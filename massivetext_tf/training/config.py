@@ -119,7 +119,14 @@ class RuntimeConfig:
     from this section alone (`strategy.from_config`).
 
     Attributes:
-        strategy: `one_device`, `mirrored`, `multi_worker_mirrored` or `tpu`.
+        strategy: `one_device`, `mirrored`, `multi_worker_mirrored` or `tpu` (TensorFlow);
+            `one_device` or `model_parallel` (JAX).
+        backend: `tensorflow` (tf.distribute, training/trainer.py) or `jax` (Keras on JAX,
+            `keras.distribution`, training/jax_trainer.py); the data, configs, metrics and
+            preset are the same.
+        mesh: model_parallel: the device mesh, `data=D,model=M` (D x M devices: the batch is
+            split over `data`, attention heads, feed-forward columns and the vocabulary over
+            `model`); default every device on `model`.
         devices: devices to use, e.g. `GPU:0,GPU:1` (one_device: one; mirrored: default every
             GPU, else CPU:0).
         tpu: TPU name or address for the tpu strategy (`local` on a TPU VM).
@@ -136,6 +143,8 @@ class RuntimeConfig:
     """
 
     strategy: str = "one_device"
+    backend: str = "tensorflow"
+    mesh: Optional[str] = None
     devices: Optional[str] = None
     tpu: Optional[str] = None
     mixed_precision: str = "float32"
@@ -282,6 +291,7 @@ def _move_old_fields(data: dict) -> dict:
 _CHOICES = {
     "data.objective": ("lm", "span_corruption"),
     "runtime.strategy": names.STRATEGIES,
+    "runtime.backend": names.BACKENDS,
     "runtime.mixed_precision": names.PRECISIONS,
     "runtime.jit_compile": ("auto", "true", "false"),
     "runtime.remat": ("none", "block"),
@@ -400,7 +410,40 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ValueError(f"trainer.eval_tasks[{i}]: expected a task YAML path, got {task!r}")
     if cfg.model.lora_rank < 0:
         raise ValueError("model.lora_rank: must be >= 0")
+    _validate_backend(cfg.runtime)
     return cfg
+
+
+def parse_mesh(text: str) -> dict:
+    """`data=2,model=4` -> {"data": 2, "model": 4} (runtime.mesh, --mesh); `ValueError`
+    naming the field on anything else."""
+    out = {}
+    for part in str(text).split(","):
+        name, _, size = part.strip().partition("=")
+        if name not in ("data", "model") or name in out or not size.strip().isdigit() \
+                or int(size) < 1:
+            raise ValueError(f"runtime.mesh: expected data=D,model=M with positive sizes (e.g. "
+                             f"data=2,model=4), got {text!r}")
+        out[name] = int(size)
+    return {"data": out.get("data", 1), "model": out.get("model", 1)}
+
+
+def _validate_backend(rt) -> None:
+    if rt.backend == "jax":
+        if rt.strategy not in names.JAX_STRATEGIES:
+            raise ValueError(f"runtime.strategy: {rt.strategy!r} is a TensorFlow strategy; with "
+                             f"runtime.backend jax use {' or '.join(names.JAX_STRATEGIES)}")
+        if rt.mixed_precision == "float16":
+            raise ValueError("runtime.mixed_precision: float16 (loss scaling) is TensorFlow "
+                             "only; use bfloat16 with runtime.backend jax")
+    elif rt.strategy == "model_parallel":
+        raise ValueError("runtime.strategy: model_parallel needs runtime.backend jax (--backend "
+                         "jax): Keras shards weights with keras.distribution on JAX only")
+    if rt.mesh is not None:
+        if rt.strategy != "model_parallel":
+            raise ValueError(f"runtime.mesh: only with runtime.strategy model_parallel "
+                             f"(strategy is {rt.strategy!r})")
+        parse_mesh(rt.mesh)
 
 
 # (field, (lower bound, exclusive?), exclusive upper bound or None); None values are allowed.

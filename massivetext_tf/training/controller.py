@@ -26,7 +26,6 @@ from massivetext_tf.training import data as data_lib
 from massivetext_tf.training import metrics as metrics_lib
 from massivetext_tf.training import optimizer as opt_lib
 from massivetext_tf.training import run_dir as run_dir_lib
-from massivetext_tf.training import strategy as strategy_lib
 
 log = logging.getLogger("massivetext_tf.training")
 
@@ -133,12 +132,12 @@ class Controller:
         seq = cfg.data.sequence_length
         self.tokens_per_step = cfg.data.global_batch_size * seq
         self.flops_per_token = metrics_lib.flops_per_token(tr.total_params, layers, hidden, seq)
-        self.peak_total = (self.peak_flops or 0) * tr.num_replicas
+        self.peak_total = (self.peak_flops or 0) * tr.num_devices
         self.progress = metrics_lib.Progress(self.t.train_steps,
                                              enabled=self.t.progress and tr.is_chief)
         self.progress.message(
             f"training {cfg.model.preset}: {tr.total_params:,} params, "
-            f"{tr.num_replicas} replica(s), XLA {'on' if tr.use_xla else 'off'}, "
+            f"{tr.describe_devices()}, XLA {'on' if tr.use_xla else 'off'}, "
             f"{cfg.runtime.mixed_precision}, step {self.start_step} -> {self.t.train_steps}"
         )
 
@@ -286,6 +285,7 @@ class Controller:
             "peak_flops_source": self.peak_source,
             "num_params": tr.total_params,
             "num_replicas": tr.num_replicas,
+            "num_devices": tr.num_devices,
             "xla": tr.use_xla,
             "history": list(self.history),
         }
@@ -361,7 +361,7 @@ class Controller:
         tr, rt = self.trainer, self.cfg.runtime
         if rt.peak_flops_per_device:
             return float(rt.peak_flops_per_device), "config"
-        kind = strategy_lib.device_kind(tr.strategy)
+        kind = tr.device_kind
         peak = metrics_lib.device_peak_flops(kind)
         if peak:
             return peak, "table"

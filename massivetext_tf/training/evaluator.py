@@ -51,6 +51,10 @@ def dispatch(cfg, args) -> dict:
                         ("--poll-interval", getattr(args, "poll_interval", 10.0))):
         if value is not None and not value > 0:
             raise ValueError(f"{flag}: must be > 0, got {value}")
+    if mode != "train" and cfg.runtime.backend != "tensorflow":
+        raise ValueError(f"--mode {mode}: runs on the TensorFlow backend (the JAX trainer's "
+                         "checkpoints are arrays: evaluate its preset with massivetext "
+                         "evaluate, or use --mode train, which evaluates at trainer.eval_every)")
     if mode == "train":
         if getattr(args, "checkpoint", None):
             raise ValueError("--checkpoint: only with --mode eval")

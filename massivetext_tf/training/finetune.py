@@ -63,6 +63,9 @@ def finetune(cfg, *, strategy=None) -> dict:
     """Fine-tunes per `cfg.task` and returns `train`'s result dict plus the task metrics
     (`eval_accuracy`, `eval_macro_f1`, or `eval_bleu`, `eval_rouge_l`, `eval_exact_match`,
     `eval_f1`). `strategy` replaces the one of `cfg.runtime`."""
+    if cfg.runtime.backend != "tensorflow":
+        raise ValueError("runtime.backend: fine-tuning runs on tensorflow (the JAX trainer is "
+                         "for pretraining: massivetext train --backend jax)")
     from massivetext_tf.training.train_lib import train
     from massivetext_tf.training.trainer import Trainer
 

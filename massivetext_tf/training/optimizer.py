@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
 
 # Variables whose names contain one of these get no weight decay. Gopher decays neither norms
 # nor biases; we also leave embeddings undecayed (the common choice for tied embeddings).
@@ -33,16 +32,17 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.final_fraction = float(final_fraction)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        peak = tf.constant(self.peak_lr, tf.float32)
+        # keras.ops: the same schedule inside the TF step and the JAX step (runtime.backend).
+        ops = keras.ops
+        step = ops.cast(step, "float32")
         warm = float(max(self.warmup_steps, 1))
-        warmup_lr = self.init_lr + (self.peak_lr - self.init_lr) * tf.minimum(step / warm, 1.0)
-        progress = tf.clip_by_value(
+        warmup_lr = self.init_lr + (self.peak_lr - self.init_lr) * ops.minimum(step / warm, 1.0)
+        progress = ops.clip(
             (step - self.warmup_steps) / float(max(self.decay_steps, 1)), 0.0, 1.0
         )
-        cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
-        decay_lr = peak * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
-        return tf.where(step < self.warmup_steps, warmup_lr, decay_lr)
+        cosine = 0.5 * (1.0 + ops.cos(math.pi * progress))
+        decay_lr = self.peak_lr * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
+        return ops.where(step < self.warmup_steps, warmup_lr, decay_lr)
 
     def get_config(self):
         return {

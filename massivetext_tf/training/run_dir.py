@@ -55,7 +55,9 @@ def latest_config_path(model_dir: str) -> str | None:
 
 
 def has_checkpoint(model_dir: str) -> bool:
-    return tf.io.gfile.exists(f"{model_dir}/checkpoints/checkpoint")
+    """A TensorFlow (`checkpoint` state file) or JAX (`checkpoint.json`) training checkpoint."""
+    return (tf.io.gfile.exists(f"{model_dir}/checkpoints/checkpoint")
+            or tf.io.gfile.exists(f"{model_dir}/checkpoints/checkpoint.json"))
 
 
 def check(cfg) -> RunDirState:
@@ -110,6 +112,7 @@ UNSAFE_FIELDS = (
     "data.vocabulary_size",
     "runtime.mixed_precision",         # float16 wraps the optimizer (a loss-scale state)
     "runtime.strategy", "runtime.devices",  # replicas: the input-pipeline state per replica
+    "runtime.backend",                 # the checkpoint format (tf.train.Checkpoint or arrays)
     "trainer.checkpoint_input_pipeline", "runtime.seed",  # what the checkpoint holds, order
     "task.type", "task.train_file", "task.input_key", "task.target_key", "task.labels",
     "task.prompt_template", "task.max_target_length", "task.tokenizer",

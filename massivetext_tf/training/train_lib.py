@@ -16,6 +16,15 @@ def train(cfg, *, strategy=None, train_input_fn=None, eval_input_fn=None, model_
     model (see `PretrainTask`). The tasks of `trainer.eval_tasks` are checked first and run
     with every evaluation (`TASK/METRIC` in the eval metrics; `training.evaluator`).
     """
+    if cfg.runtime.backend == "jax":
+        # keras.distribution on JAX (training/jax_trainer.py); the same task and cadence.
+        from massivetext_tf.training.jax_trainer import JaxTrainer
+
+        if strategy is not None:
+            raise ValueError("runtime.backend jax: no tf.distribute strategy (runtime.mesh)")
+        task = PretrainTask(cfg, train_input_fn=train_input_fn, eval_input_fn=eval_input_fn,
+                            model_fn=model_fn)
+        return JaxTrainer(cfg, task=task).fit()
     from massivetext_tf.training.evaluator import load_eval_tasks
 
     task = PretrainTask(cfg, eval_tasks=load_eval_tasks(cfg), train_input_fn=train_input_fn,

@@ -54,6 +54,20 @@ class LoopOutput:
     skipped: int
 
 
+def eval_metrics(cfg, total: float, tokens: float) -> dict:
+    """Loss, perplexity and (real data) bits per byte from the summed weighted NLL `total` of
+    `tokens` weighted tokens of the eval split (both trainers)."""
+    tokens = max(tokens, 1.0)
+    loss = total / tokens
+    out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": tokens}
+    bpt = data_lib.bytes_per_token(cfg, cfg.data.eval_split)
+    if bpt:
+        # bits per byte = sum nll / (ln 2 * bytes); bytes of the evaluated tokens estimated
+        # from the split's bytes/tokens ratio (manifest / split_stats).
+        out["bits_per_byte"] = total / (math.log(2) * tokens * bpt)
+    return out
+
+
 class Trainer:
     """Owns strategy, model, optimizer, iterators and checkpoints of one run, and the compiled
     gradient, update and evaluation programs.
@@ -85,6 +99,8 @@ class Trainer:
         self.strategy = strategy or strategy_lib.from_config(rt)
         self.is_chief = ckpt_lib.is_chief(self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
+        self.num_devices = self.num_replicas  # one replica per device
+        self.device_kind = strategy_lib.device_kind(self.strategy)
         gbs, acc = cfg.data.global_batch_size, cfg.optimizer.accumulation_steps
         if gbs % (self.num_replicas * acc):
             raise ValueError(
@@ -356,15 +372,10 @@ class Trainer:
             total, tokens = self._eval_fn(
                 iterator, tf.constant(num_steps or self.cfg.trainer.eval_steps, tf.int32)
             )
-        total, tokens = float(total), max(float(tokens), 1.0)
-        loss = total / tokens
-        out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": tokens}
-        bpt = data_lib.bytes_per_token(self.cfg, self.cfg.data.eval_split)
-        if bpt:
-            # bits per byte = sum nll / (ln 2 * bytes); bytes of the evaluated tokens estimated
-            # from the split's bytes/tokens ratio (manifest / split_stats).
-            out["bits_per_byte"] = total / (math.log(2) * tokens * bpt)
-        return out
+        return eval_metrics(self.cfg, float(total), float(tokens))
+
+    def describe_devices(self) -> str:
+        return f"{self.num_replicas} replica(s)"
 
     def sample_text(self) -> list[str]:
         """Greedy continuations of trainer.sample_prompts (needs a preprocessor/tokenizer)."""

@@ -1,0 +1,173 @@
+"""Checkpoints of the JAX trainer (runtime.backend jax): every array of the run's state, one
+`.npy` file per variable, through `tf.io.gfile` (gs:// works).
+
+    MODEL_DIR/checkpoints/checkpoint.json      {"format", "checkpoints": [..., "ckpt-N"]}
+    MODEL_DIR/checkpoints/ckpt-N/manifest.json step, and per array: key, file, shape, dtype
+    MODEL_DIR/checkpoints/ckpt-N/00000.npy ...
+
+What it holds: the model's weights and non-trainable state (dropout seed states), AdamW's
+iteration count and slots, and the step. The input position is the step: the pipeline is
+rebuilt and skips the batches already consumed (deterministic for a given seed), so a resumed
+run sees the batches an uninterrupted one would.
+
+Why a kill never leaves an unloadable checkpoint: the arrays and the manifest of `ckpt-N` are
+written first; only then is `checkpoint.json` rewritten (a temporary file and a rename) to
+list it. A kill before that rename leaves the index naming the previous complete checkpoints;
+a half-written `ckpt-N` is ignored and overwritten by the next save of step N. A checkpoint
+that fails to load, or fails the caller's `verify`, is moved to `checkpoints/nonfinite/`
+(never deleted) and the previous one is tried.
+
+Arrays are gathered to the host one variable at a time (a sharded array is assembled from its
+shards), so host memory bounds the largest single weight, not the model. One process writes;
+a multi-host run needs a sharded checkpointer instead (docs/strategies/sharded.md).
+"""
+from __future__ import annotations
+
+import io as _io
+import json
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from massivetext_tf import io
+
+log = logging.getLogger(__name__)
+
+FORMAT = "massivetext_tf.arrays/1"
+INDEX = "checkpoint.json"
+QUARANTINE = "nonfinite"
+
+
+def has_checkpoint(model_dir: str) -> bool:
+    return tf.io.gfile.exists(f"{model_dir}/checkpoints/{INDEX}")
+
+
+class ArrayCheckpointer:
+    """Save and restore named lists of Keras variables (`groups`: name -> variables; `step`:
+    an object with `.numpy()` and `.assign(int)`) under MODEL_DIR/checkpoints."""
+
+    def __init__(self, model_dir: str, *, max_to_keep: int, groups: dict, step, is_chief=True):
+        self.directory = f"{model_dir}/checkpoints"
+        self.max_to_keep = max_to_keep
+        self.groups = groups
+        self.step = step
+        self.is_chief = is_chief
+
+    # -- index ----------------------------------------------------------------------------------
+
+    def _read_index(self) -> list[str]:
+        path = f"{self.directory}/{INDEX}"
+        if not tf.io.gfile.exists(path):
+            return []
+        try:
+            with tf.io.gfile.GFile(path) as f:
+                data = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: not a checkpoint index ({e})") from None
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
+        return [f"{self.directory}/{name}" for name in data.get("checkpoints", [])]
+
+    def _write_index(self, paths: list[str]) -> None:
+        names = [p.rsplit("/", 1)[-1] for p in paths]
+        io.atomic_write(f"{self.directory}/{INDEX}",
+                        json.dumps({"format": FORMAT, "checkpoints": names}, indent=1) + "\n")
+
+    @property
+    def checkpoints(self) -> list[str]:
+        return self._read_index()
+
+    @property
+    def latest(self) -> str | None:
+        paths = self._read_index()
+        return paths[-1] if paths else None
+
+    # -- save / restore -------------------------------------------------------------------------
+
+    def _arrays(self):
+        for group, variables in self.groups.items():
+            for i, v in enumerate(variables):
+                yield f"{group}/{i:05d}/{v.path}", v
+
+    def save(self, step: int) -> str:
+        """Writes ckpt-`step` and lists it in the index (keeping `max_to_keep`); returns the path."""
+        path = f"{self.directory}/ckpt-{int(step)}"
+        if not self.is_chief:
+            return path
+        tf.io.gfile.makedirs(path)
+        entries = []
+        for n, (key, v) in enumerate(self._arrays()):
+            array = np.asarray(v.value)  # a sharded array is gathered here, one at a time
+            buf = _io.BytesIO()
+            np.save(buf, array, allow_pickle=False)
+            name = f"{n:05d}.npy"
+            with tf.io.gfile.GFile(f"{path}/{name}", "wb") as f:
+                f.write(buf.getvalue())
+            entries.append({"key": key, "file": name, "shape": list(array.shape),
+                            "dtype": str(v.dtype)})
+        manifest = {"format": FORMAT, "step": int(step), "arrays": entries}
+        io.atomic_write(f"{path}/manifest.json", json.dumps(manifest, indent=1) + "\n")
+        paths = [p for p in self._read_index() if p != path] + [path]
+        keep, drop = paths[-self.max_to_keep:], paths[:-self.max_to_keep]
+        self._write_index(keep)
+        for old in drop:
+            if tf.io.gfile.exists(old):
+                tf.io.gfile.rmtree(old)
+        log.info("saved checkpoint %s", path)
+        return path
+
+    def restore(self, path: str) -> None:
+        """Loads ckpt-N into the variables (each re-sharded to its layout on assignment);
+        `ValueError` naming the file when it does not match the model."""
+        with tf.io.gfile.GFile(f"{path}/manifest.json") as f:
+            manifest = json.load(f)
+        entries = {e["key"]: e for e in manifest["arrays"]}
+        wanted = dict(self._arrays())
+        missing = sorted(set(wanted) - set(entries))
+        extra = sorted(set(entries) - set(wanted))
+        if missing or extra:
+            raise ValueError(f"{path}: the checkpoint does not match this model (missing "
+                             f"{missing[:3]}, unexpected {extra[:3]})")
+        for key, v in wanted.items():
+            e = entries[key]
+            with tf.io.gfile.GFile(f"{path}/{e['file']}", "rb") as f:
+                array = np.load(_io.BytesIO(f.read()), allow_pickle=False)
+            if tuple(array.shape) != tuple(v.shape):
+                raise ValueError(f"{path}/{e['file']}: {key} has shape {array.shape}, the model "
+                                 f"{tuple(v.shape)}")
+            v.assign(array.astype(v.dtype) if str(array.dtype) != str(v.dtype) else array)
+        self.step.assign(int(manifest["step"]))
+
+    def quarantine(self, path: str) -> str:
+        """Moves ckpt-N to checkpoints/nonfinite/ (kept) and drops it from the index."""
+        dest_dir = f"{self.directory}/{QUARANTINE}"
+        tf.io.gfile.makedirs(dest_dir)
+        name = path.rsplit("/", 1)[-1]
+        dest = f"{dest_dir}/{name}"
+        if tf.io.gfile.exists(dest):
+            tf.io.gfile.rmtree(dest)
+        tf.io.gfile.rename(path, dest)
+        self._write_index([p for p in self._read_index() if p != path])
+        log.warning("checkpoint %s is not usable; moved to %s", path, dest)
+        return dest
+
+    def restore_latest(self, verify=None) -> str | None:
+        """Restores the newest loadable checkpoint that `verify()` accepts (None: nothing to
+        restore); bad ones are quarantined, unloadable ones skipped."""
+        errors = []
+        for path in reversed(self._read_index()):
+            try:
+                self.restore(path)
+            except Exception as e:  # noqa: BLE001 - any failure to load: try the previous one
+                log.warning("checkpoint %s failed to load (%s); trying the previous one", path, e)
+                errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                continue
+            bad = verify() if verify else None
+            if bad is None:
+                return path
+            log.warning("checkpoint %s: %s; trying the previous one", path, bad)
+            self.quarantine(path)
+        if errors:
+            raise RuntimeError("no checkpoint could be loaded:\n  " + "\n  ".join(errors))
+        return None
