@@ -29,6 +29,9 @@ FLAGS = {
     "init_from": "model.init_from",
     "backend": "runtime.backend",
     "mesh": "runtime.mesh",
+    "coordinator": "runtime.jax_coordinator",
+    "num_processes": "runtime.jax_num_processes",
+    "process_id": "runtime.jax_process_id",
 }
 
 
@@ -71,6 +74,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--mesh", metavar="data=D,model=M",
                    help="model_parallel: the device mesh (batch over data; heads, feed-forward "
                         "columns and vocabulary over model)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="jax, several processes (one per host): the address of process 0 "
+                        "(default: KERAS_DISTRIBUTION_JOB_ADDRESSES, or found on Cloud TPU)")
+    p.add_argument("--num-processes", dest="num_processes", type=int,
+                   help="jax: the number of processes (default: "
+                        "KERAS_DISTRIBUTION_NUM_PROCESSES, or found on Cloud TPU)")
+    p.add_argument("--process-id", dest="process_id", type=int,
+                   help="jax: this process's index, 0..N-1; 0 writes checkpoints, metrics and "
+                        "the preset (default: KERAS_DISTRIBUTION_PROCESS_ID, or found on "
+                        "Cloud TPU)")
     return p
 
 

@@ -140,6 +140,15 @@ class RuntimeConfig:
         peak_flops_per_device: MFU denominator; None: the device table, or measured on CPU.
         collective_timeout_s: multi_worker_mirrored: abort a collective that waits longer.
         heartbeat_timeout_s: multi_worker_mirrored: declare a silent worker dead after this.
+        jax_coordinator: JAX with several processes (one per host): `host:port` of process
+            0, which every process connects to (`keras.distribution.initialize`); None: the
+            `KERAS_DISTRIBUTION_JOB_ADDRESSES` variable, or found by JAX (Cloud TPU).
+        jax_num_processes: JAX: the number of processes of the run; None: the
+            `KERAS_DISTRIBUTION_NUM_PROCESSES` variable, or found by JAX (Cloud TPU). Setting
+            any `jax_*` field (or variable) starts the processes' coordination.
+        jax_process_id: JAX: this process's index, 0 to jax_num_processes - 1 (0 writes the
+            checkpoints, metrics and preset); None: `KERAS_DISTRIBUTION_PROCESS_ID`, or found
+            by JAX (Cloud TPU).
     """
 
     strategy: str = "one_device"
@@ -154,6 +163,9 @@ class RuntimeConfig:
     peak_flops_per_device: Optional[float] = None
     collective_timeout_s: Optional[float] = None
     heartbeat_timeout_s: Optional[float] = 30.0
+    jax_coordinator: Optional[str] = None
+    jax_num_processes: Optional[int] = None
+    jax_process_id: Optional[int] = None
 
 
 @dataclass
@@ -436,9 +448,23 @@ def _validate_backend(rt) -> None:
         if rt.mixed_precision == "float16":
             raise ValueError("runtime.mixed_precision: float16 (loss scaling) is TensorFlow "
                              "only; use bfloat16 with runtime.backend jax")
+        n, i = rt.jax_num_processes, rt.jax_process_id
+        if n is not None and n < 1:
+            raise ValueError(f"runtime.jax_num_processes: must be >= 1, got {n}")
+        if i is not None and (i < 0 or (n is not None and i >= n)):
+            raise ValueError(f"runtime.jax_process_id: must be in [0, jax_num_processes"
+                             f"{'' if n is None else f' = {n}'}), got {i}")
+        if rt.jax_coordinator is not None and ":" not in str(rt.jax_coordinator):
+            raise ValueError(f"runtime.jax_coordinator: expected host:port of process 0, got "
+                             f"{rt.jax_coordinator!r}")
     elif rt.strategy == "model_parallel":
         raise ValueError("runtime.strategy: model_parallel needs runtime.backend jax (--backend "
                          "jax): Keras shards weights with keras.distribution on JAX only")
+    if rt.backend != "jax":
+        for name in ("jax_coordinator", "jax_num_processes", "jax_process_id"):
+            if getattr(rt, name) is not None:
+                raise ValueError(f"runtime.{name}: only with runtime.backend jax (backend is "
+                                 f"{rt.backend!r}); TensorFlow's workers read TF_CONFIG")
     if rt.mesh is not None:
         if rt.strategy != "model_parallel":
             raise ValueError(f"runtime.mesh: only with runtime.strategy model_parallel "

@@ -242,7 +242,9 @@ class Controller:
         self.last_eval = self.evaluate(step)
         if "loss" in self.last_eval and not math.isfinite(self.last_eval["loss"]):
             raise self.nonfinite(f"the final eval loss is {self.last_eval['loss']}", bad_step=step)
-        if self.t.save_preset and tr.is_chief:
+        if self.t.save_preset:
+            # Every process: a JAX run of several gathers the sharded weights from all of
+            # them; the writing is the chief's (each trainer's save_preset).
             tr.save_preset()
 
     def evaluate(self, step: int) -> dict:

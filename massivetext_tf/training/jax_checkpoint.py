@@ -18,8 +18,16 @@ that fails to load, or fails the caller's `verify`, is moved to `checkpoints/non
 (never deleted) and the previous one is tried.
 
 Arrays are gathered to the host one variable at a time (a sharded array is assembled from its
-shards), so host memory bounds the largest single weight, not the model. One process writes;
-a multi-host run needs a sharded checkpointer instead (docs/strategies/sharded.md).
+shards), so host memory bounds the largest single weight, not the model.
+
+Several JAX processes (multi-host): a save is a collective. Every process gathers each array
+in turn (`multihost_utils.process_allgather`: the shards other hosts hold come over the
+network), process 0 alone writes the files, the manifest and then the index, and all
+processes wait for it before going on (so none runs ahead of, or exits before, a finished
+checkpoint). The kill story above is unchanged: only process 0 writes, in the same order.
+Every process restores by reading the same files (each keeps its own shards on assignment),
+and only process 0 quarantines. The files do not depend on the process count: a checkpoint
+of N processes resumes in one, and the other way round.
 """
 from __future__ import annotations
 
@@ -37,6 +45,27 @@ log = logging.getLogger(__name__)
 FORMAT = "massivetext_tf.arrays/1"
 INDEX = "checkpoint.json"
 QUARANTINE = "nonfinite"
+
+
+def gather(value) -> np.ndarray:
+    """The whole of one array on this host: `np.asarray` when this process holds all of it,
+    else `process_allgather` (a collective: every process must call it for the same array)."""
+    if getattr(value, "is_fully_addressable", True):
+        return np.asarray(value)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+
+
+def _barrier(name: str) -> None:
+    """Every JAX process waits here for the others (nothing with one process)."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def has_checkpoint(model_dir: str) -> bool:
@@ -91,14 +120,16 @@ class ArrayCheckpointer:
                 yield f"{group}/{i:05d}/{v.path}", v
 
     def save(self, step: int) -> str:
-        """Writes ckpt-`step` and lists it in the index (keeping `max_to_keep`); returns the path."""
+        """Writes ckpt-`step` and lists it in the index (keeping `max_to_keep`); returns the path.
+        Several processes: all call it (gathering is a collective); process 0 writes."""
         path = f"{self.directory}/ckpt-{int(step)}"
-        if not self.is_chief:
-            return path
-        tf.io.gfile.makedirs(path)
+        if self.is_chief:
+            tf.io.gfile.makedirs(path)
         entries = []
         for n, (key, v) in enumerate(self._arrays()):
-            array = np.asarray(v.value)  # a sharded array is gathered here, one at a time
+            array = gather(v.value)  # a sharded array is gathered here, one at a time
+            if not self.is_chief:
+                continue
             buf = _io.BytesIO()
             np.save(buf, array, allow_pickle=False)
             name = f"{n:05d}.npy"
@@ -106,6 +137,13 @@ class ArrayCheckpointer:
                 f.write(buf.getvalue())
             entries.append({"key": key, "file": name, "shape": list(array.shape),
                             "dtype": str(v.dtype)})
+        if self.is_chief:
+            self._commit(path, step, entries)
+        _barrier(f"checkpoint {path}")
+        return path
+
+    def _commit(self, path: str, step: int, entries: list) -> None:
+        """Process 0: the manifest, then the index that lists `path` (the atomic rename)."""
         manifest = {"format": FORMAT, "step": int(step), "arrays": entries}
         io.atomic_write(f"{path}/manifest.json", json.dumps(manifest, indent=1) + "\n")
         paths = [p for p in self._read_index() if p != path] + [path]
@@ -115,7 +153,6 @@ class ArrayCheckpointer:
             if tf.io.gfile.exists(old):
                 tf.io.gfile.rmtree(old)
         log.info("saved checkpoint %s", path)
-        return path
 
     def restore(self, path: str) -> None:
         """Loads ckpt-N into the variables (each re-sharded to its layout on assignment);
@@ -140,8 +177,13 @@ class ArrayCheckpointer:
         self.step.assign(int(manifest["step"]))
 
     def quarantine(self, path: str) -> str:
-        """Moves ckpt-N to checkpoints/nonfinite/ (kept) and drops it from the index."""
+        """Moves ckpt-N to checkpoints/nonfinite/ (kept) and drops it from the index (process 0
+        moves; every process calls it at the same point, after reading `path`)."""
         dest_dir = f"{self.directory}/{QUARANTINE}"
+        dest = f"{dest_dir}/{path.rsplit('/', 1)[-1]}"
+        if not self.is_chief:
+            _barrier(f"quarantine {path}")
+            return dest
         tf.io.gfile.makedirs(dest_dir)
         name = path.rsplit("/", 1)[-1]
         dest = f"{dest_dir}/{name}"
@@ -150,6 +192,7 @@ class ArrayCheckpointer:
         tf.io.gfile.rename(path, dest)
         self._write_index([p for p in self._read_index() if p != path])
         log.warning("checkpoint %s is not usable; moved to %s", path, dest)
+        _barrier(f"quarantine {path}")
         return dest
 
     def restore_latest(self, verify=None) -> str | None:

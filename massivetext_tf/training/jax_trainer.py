@@ -9,6 +9,16 @@ Why JAX: Keras' TensorFlow backend has no model parallelism (`keras.distribution
 only), so a model whose weights and AdamW slots do not fit one device trains here. The
 TensorFlow path still exports and serves the preset this writes (`massivetext export`).
 
+Several processes (one per host: a TPU pod slice, a multi-node GPU cluster; `--coordinator
+HOST:PORT --num-processes N --process-id I`, or the KERAS_DISTRIBUTION_* variables, or nothing
+but `--num-processes` on Cloud TPU): `initialize_processes` joins them before any JAX
+computation (`keras.distribution.initialize`; gloo collectives on CPU). The mesh spans every
+process's devices; each process reads only the rows of the global batch its devices hold
+(its own `tf.data` pipeline, `InputContext` of one pipeline per distinct batch slice) and
+`jax.make_array_from_process_local_data` assembles the global batch. Process 0 writes the
+checkpoints, metrics, TensorBoard and preset; saving gathers each array from every process
+(all processes take part), restoring reads the files on every process.
+
 One optimizer step is one `jax.jit` program, sharded by XLA's SPMD partitioner from the
 variables' layouts (training/sharding.py) and the batch's (`data` axis):
 
@@ -21,16 +31,19 @@ variables' layouts (training/sharding.py) and the batch's (`data` axis):
 The state (weights, non-trainable state, optimizer slots) is donated to the program and the
 new arrays are written back into the Keras variables after each host call, so the model, the
 checkpoint and the preset always see the live weights. Input: the task's `tf.data` pipeline
-(one per process), its batches placed on the mesh; a resumed run rebuilds it and skips the
+(one per process, reading that process's rows), its batches placed on the mesh; a resumed run rebuilds it and skips the
 batches already consumed. Checkpoints: training/jax_checkpoint.py.
 
 Not on this path (each an error naming the field): fine-tuning tasks, `trainer.eval_tasks`,
 float16 loss scaling, `model.init_from` naming a TensorFlow checkpoint (give a preset
-directory), several processes (multi-host).
+directory), `one_device` with several processes (use model_parallel), a mesh smaller than all
+devices of several processes. With several processes the text samples at evaluation
+(`trainer.sample_prompts`) are skipped (logged): keras-hub's `generate` runs on one host.
 """
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -47,6 +60,42 @@ from massivetext_tf.training.trainer import LoopOutput, eval_metrics
 log = logging.getLogger("massivetext_tf.training")
 
 SHARDING_REPORT = "sharding.json"
+
+# keras.distribution.initialize reads these when the runtime fields are None.
+PROCESS_ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+               "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def initialize_processes(rt) -> bool:
+    """Joins the run's JAX processes (`keras.distribution.initialize`, which wraps
+    `jax.distributed.initialize`) when runtime.jax_coordinator / jax_num_processes /
+    jax_process_id or a KERAS_DISTRIBUTION_* variable asks for it; must run before any JAX
+    computation. Returns whether it did (or had already). The fields take precedence over the
+    variables; None of both: JAX finds the values (Cloud TPU)."""
+    import jax
+    import keras
+
+    fields = (rt.jax_coordinator, rt.jax_num_processes, rt.jax_process_id)
+    if all(f is None for f in fields) and not any(os.environ.get(k) for k in PROCESS_ENV):
+        return False
+    if jax.distributed.is_initialized():
+        return True
+    # Cross-process collectives of the CPU client (the test cluster, and every host's CPU
+    # arrays); the accelerators' clients bring their own. gloo is jax 0.10's default: set so
+    # that a changed default does not leave a CPU run without collectives.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # With the Keras seed set, initialize does not need a collective to agree on one.
+    keras.utils.set_random_seed(rt.seed)
+    try:
+        keras.distribution.initialize(rt.jax_coordinator, rt.jax_num_processes,
+                                      rt.jax_process_id)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(
+            "runtime.jax_coordinator / jax_num_processes / jax_process_id (--coordinator, "
+            f"--num-processes, --process-id): cannot join the processes: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    log.info("JAX process %d of %d", jax.process_index(), jax.process_count())
+    return True
 
 
 class StepCounter:
@@ -84,10 +133,12 @@ class JaxTrainer:
             raise ValueError("model_dir: required (--model-dir)")
         config_lib.validate(cfg)
         _check_supported(cfg)
-        if jax.process_count() > 1:
-            raise ValueError(f"runtime.backend: jax runs in one process here; this is process "
-                             f"{jax.process_index()} of {jax.process_count()} (multi-host "
-                             "needs a sharded checkpointer: docs/strategies/sharded.md)")
+        initialize_processes(cfg.runtime)
+        self.num_processes = jax.process_count()
+        if self.num_processes > 1 and cfg.runtime.strategy != "model_parallel":
+            raise ValueError(f"runtime.strategy: {cfg.runtime.strategy} runs on one device; "
+                             f"with {self.num_processes} processes use model_parallel "
+                             "(--strategy model_parallel --mesh data=D,model=M)")
         self.run_dir = run_dir_lib.check(cfg)
         self.task = task or PretrainTask(cfg)
         self.task.check_inputs(evaluate=cfg.trainer.eval_steps > 0)
@@ -110,6 +161,10 @@ class JaxTrainer:
         if gbs % (self.num_replicas * acc):
             raise ValueError(f"data.global_batch_size: {gbs} is not divisible by the data axis "
                              f"({self.num_replicas}) x optimizer.accumulation_steps ({acc})")
+        if gbs % self.num_processes:
+            raise ValueError(f"data.global_batch_size: {gbs} is not divisible by the number of "
+                             f"processes ({self.num_processes}); each reads an equal part")
+        self.input_pipelines, self.input_pipeline_id = self._input_split(gbs)
         self.is_chief = jax.process_index() == 0
         self.use_xla = True
         self.loss_scaling = False
@@ -170,10 +225,38 @@ class JaxTrainer:
 
         return self.distribution.scope() if self.distribution else contextlib.nullcontext()
 
+    def _input_split(self, global_batch: int) -> tuple[int, int]:
+        """(number of input pipelines, this process's pipeline): one pipeline per distinct
+        slice of the batch that a process's devices hold (one process: (1, 0); a process per
+        data-axis slice: (process count, process index)). Processes whose devices hold the
+        same rows (a `model` axis across hosts) read the same pipeline."""
+        import jax
+
+        if self.num_processes == 1:
+            return 1, 0
+        if self.num_devices != len(jax.devices()):
+            raise ValueError(f"runtime.mesh: data={self.mesh['data']},model="
+                             f"{self.mesh['model']} uses {self.num_devices} of the "
+                             f"{len(jax.devices())} devices of {self.num_processes} processes; "
+                             "with several processes the mesh takes every device")
+        sharding = self.distribution.get_data_layout((global_batch,)).backend_layout
+        rows = sorted({idx[0].indices(global_batch)[:2] for idx in
+                       sharding.addressable_devices_indices_map((global_batch,)).values()})
+        lo, hi = rows[0][0], rows[-1][1]
+        covered = sum(b - a for a, b in rows)
+        if covered != hi - lo or global_batch % (hi - lo) or lo % (hi - lo):
+            raise ValueError(f"runtime.mesh: the batch rows of process {jax.process_index()} "
+                             f"are not one contiguous slice ({rows}); order the mesh's data "
+                             "axis by process")
+        return global_batch // (hi - lo), lo // (hi - lo)
+
     def _iterator(self, input_fn, skip_steps: int = 0):
-        """The task's pipeline for one process holding the whole (global) batch."""
-        ctx = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
-                                         num_replicas_in_sync=1)
+        """The task's pipeline for this process: its part of each global batch (one process:
+        the whole batch)."""
+        n = self.input_pipelines
+        ctx = tf.distribute.InputContext(num_input_pipelines=n,
+                                         input_pipeline_id=self.input_pipeline_id,
+                                         num_replicas_in_sync=n)
         with tf.device("/CPU:0"):
             ds = input_fn(ctx)
             if skip_steps:
@@ -181,7 +264,8 @@ class JaxTrainer:
             return iter(ds)
 
     def _place(self, batch):
-        """A host batch -> arrays on the mesh, split over `data` (one device: that device)."""
+        """A host batch -> arrays on the mesh, split over `data` (one device: that device).
+        Several processes: each holds its rows; the global array has all of them."""
         import jax
         import keras
 
@@ -189,8 +273,11 @@ class JaxTrainer:
             a = np.asarray(t)
             if self.distribution is None:
                 return jax.device_put(a, self.devices[0])
-            layout = self.distribution.get_data_layout(a.shape)
-            return jax.device_put(a, layout.backend_layout)
+            shape = (a.shape[0] * self.input_pipelines, *a.shape[1:])
+            layout = self.distribution.get_data_layout(shape).backend_layout
+            if self.num_processes == 1:
+                return jax.device_put(a, layout)
+            return jax.make_array_from_process_local_data(layout, a, shape)
 
         return keras.tree.map_structure(put, tf.nest.map_structure(lambda t: t.numpy(), batch))
 
@@ -337,6 +424,10 @@ class JaxTrainer:
         t = self.cfg.trainer
         if getattr(self.model, "preprocessor", None) is None or not t.sample_prompts:
             return []
+        if self.num_processes > 1:
+            log.info("text samples skipped: keras-hub's generate runs in one process and this "
+                     "run has %d", self.num_processes)
+            return []
         try:
             with self._scope():
                 outs = self.model.generate(list(t.sample_prompts), max_length=t.sample_length)
@@ -348,7 +439,12 @@ class JaxTrainer:
     # -- run state ------------------------------------------------------------------------------
 
     def any_worker(self, flag: bool) -> bool:
-        return flag  # one process
+        """True on every process when `flag` is true on any (a collective: all call it)."""
+        if self.num_processes == 1:
+            return flag
+        from jax.experimental import multihost_utils
+
+        return bool(np.sum(multihost_utils.process_allgather(np.int32(bool(flag)))) > 0)
 
     def variables_finite(self) -> bool:
         """True when every float array of the model and the optimizer is finite."""
@@ -382,18 +478,50 @@ class JaxTrainer:
         return self.checkpointer.save(int(self.step.numpy()))
 
     def save_preset(self, path: str | None = None) -> str:
-        """MODEL_DIR/preset: the keras-hub preset (the format the TF path loads and exports)."""
+        """MODEL_DIR/preset: the keras-hub preset (the format the TF path loads and exports).
+
+        Several processes: every process calls this (each weight is gathered from all of
+        them, one at a time); process 0 writes the preset from the gathered host copies."""
         path = path or f"{self.model_dir}/preset"
-        self.model.save_to_preset(path)
+        if self.num_processes == 1:
+            self.model.save_to_preset(path)
+            return path
+        from jax.experimental import multihost_utils
+
+        from massivetext_tf.training.jax_checkpoint import gather
+
+        import jax
+        import keras
+
+        hosts = []
+        for v in self.model.weights:  # a collective per weight: every process gathers
+            host = gather(v.value)
+            if self.is_chief:
+                hosts.append((v, host))
+        if self.is_chief:
+            # The model reads its weights from the gathered copies, on this host's CPU (the
+            # live arrays stay sharded; none is placed whole on one accelerator).
+            with jax.default_device(jax.local_devices(backend="cpu")[0]), \
+                    keras.StatelessScope(state_mapping=hosts):
+                self.model.save_to_preset(path)
+        del hosts
+        multihost_utils.sync_global_devices(f"preset {path}")
         return path
 
     def write_sharding_report(self) -> str:
         """MODEL_DIR/sharding.json: the mesh and, per weight and optimizer slot, its layout and
-        the elements each device holds (read from the live arrays' shardings)."""
+        the elements each device holds (read from the live arrays' shardings). Written by
+        process 0: with several processes `devices`/`per_device` count only process 0's
+        (addressable) shards; every process holds the same split of its own devices."""
+        import jax
+
         path = f"{self.model_dir}/{SHARDING_REPORT}"
         io.write_json(path, {
             "backend": "jax",
             "strategy": self.cfg.runtime.strategy,
+            "processes": self.num_processes,
+            "local_devices": [str(d) for d in jax.local_devices()
+                              if d in set(self.devices)],
             "mesh": self.mesh,
             "devices": [str(d) for d in self.devices],
             "weights": sharding.report(self.model.weights),

@@ -443,8 +443,11 @@ class Trainer:
         return self.checkpointer.save(int(self.step.numpy()))
 
     def save_preset(self, path: str | None = None) -> str:
-        """MODEL_DIR/preset: keras-hub preset (config, model.weights.h5, tokenizer if any)."""
+        """MODEL_DIR/preset: keras-hub preset (config, model.weights.h5, tokenizer if any);
+        written by the chief only (another worker returns the path, writing nothing)."""
         path = path or f"{self.model_dir}/preset"
+        if not self.is_chief:
+            return path
         if self.cfg.model.lora_rank:
             log.info("saving a LoRA model: the preset holds the merged-in LoRA weights as trained")
         self.model.save_to_preset(path)

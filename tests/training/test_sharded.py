@@ -219,3 +219,70 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(runs):
     uninterrupted = train_losses(runs["root"] / "sharded")
     for step in range(1, 6):
         assert after[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(runs):
+    """Multi-host on one machine: 2 processes of 4 virtual CPU devices each (gloo collectives)
+    form the data=2,model=4 mesh of the single-process sharded run; process 0 writes."""
+    root, config = runs["root"], runs["config"]
+    run = root / "two_processes"
+    port = str(_free_port())
+    procs = [train(config, run, "--backend", "jax", *MESH, "--coordinator", f"localhost:{port}",
+                   "--num-processes", "2", "--process-id", str(i),
+                   devices="--xla_force_host_platform_device_count=4", wait=False)
+             for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=400))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-4000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    for r in results:
+        assert r["step"] == STEPS and r["num_devices"] == 8 and r["num_replicas"] == 2
+    # One global computation, not two independent ones: both report the same replicated loss.
+    assert results[0]["loss"] == results[1]["loss"]
+    assert results[0]["eval_loss"] == results[1]["eval_loss"]
+
+    two, one = train_losses(run), train_losses(root / "sharded")
+    assert sorted(two) == list(range(1, STEPS + 1))  # process 0 wrote each step once
+    # Each process reads its own half of the data (input pipeline 0 or 1 of 2: the shard's
+    # records split between them), so a global batch holds other rows than the one-process
+    # run's: the losses are not equal step by step. Step 1 starts from the same preset, so its
+    # loss is the same weights' mean over 8 other rows of the same data (0.2% apart here);
+    # and the run trains as much as the one-process run.
+    assert two[1] == pytest.approx(one[1], rel=2e-2)
+    assert two[STEPS] < two[1] - 0.3
+    assert two[STEPS] == pytest.approx(one[STEPS], rel=0.1)
+    assert results[0]["eval_loss"] == pytest.approx(runs["sharded"]["eval_loss"], rel=0.1)
+
+    from massivetext_tf import models
+
+    preset = run / "preset"
+    assert (preset / "model.weights.h5").exists()
+    assert models.load(str(preset)).count_params() == runs["sharded"]["num_params"]
+    report = json.loads((run / "sharding.json").read_text())
+    assert report["processes"] == 2 and len(report["local_devices"]) == 4
+    assert json.loads((run / "checkpoints" / "checkpoint.json").read_text())["checkpoints"][-1] \
+        == f"ckpt-{STEPS}"
+
+    # The 2-process checkpoint resumes in one process of 8 devices (the files do not depend on
+    # the process count): it starts at STEPS (no line of the first run is redone).
+    result = train(config, run, "--backend", "jax", *MESH, "--train-steps", str(STEPS + 2),
+                   "--set", "trainer.eval_every=0", devices=EIGHT_DEVICES)
+    assert result["step"] == STEPS + 2
+    assert sorted(train_losses(run)) == list(range(1, STEPS + 3))
+    assert not (run / "metrics_superseded.jsonl").exists()
+    assert all(np.isfinite(train_losses(run)[s]) for s in (STEPS + 1, STEPS + 2))
