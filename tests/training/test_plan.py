@@ -57,11 +57,7 @@ def test_plan_tool_prints_the_plan_and_names_a_bad_flag():
 
 SIZES = [  # three small Gopher-style decoders (32,000-token vocabulary), float32 on this CPU
     dict(layers=2, hidden=128, heads=2, vocab=32000, seq_len=512, batch=2, remat="none"),
-    pytest.param(dict(layers=4, hidden=256, heads=4, vocab=32000, seq_len=1024, batch=1,
-                      remat="none"),
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "known gap: predicted 615.6 MB vs measured 725.4 MB (-15.1%) on "
-                     "2026-11-29; the activation model misses something at L=1024"))),
+    dict(layers=4, hidden=256, heads=4, vocab=32000, seq_len=1024, batch=1, remat="none"),
     dict(layers=6, hidden=192, heads=3, vocab=32000, seq_len=1024, batch=1, remat="block"),
 ]
 
@@ -70,7 +66,9 @@ SIZES = [  # three small Gopher-style decoders (32,000-token vocabulary), float3
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s['layers']}x{s['hidden']}_{s['remat']}")
 def test_predicted_peak_is_within_15_percent_of_a_measured_training_step(size):
     """The measured peak of real training steps (the Trainer's XLA programs, the TF CPU
-    allocator's peak, one child process each) against params + grads + slots + activations."""
+    allocator's peak, one child process each) against params + grads + slots + activations,
+    the activations (XLA's temporary buffer) as TF's CPU allocator counts them: at 4x256,
+    L=1024 the 396 MiB buffer takes a whole 512 MiB region (memory.tf_cpu_allocator_bytes)."""
     proc = subprocess.run([PY, str(REPO / "tools" / "benchmark_memory.py"), "--child",
                            json.dumps(dict(size, steps=1, warmup=1))],
                           env=env(), capture_output=True, text=True, timeout=600)
@@ -79,6 +77,7 @@ def test_predicted_peak_is_within_15_percent_of_a_measured_training_step(size):
     config = {"num_layers": size["layers"], "hidden_dim": size["hidden"],
               "intermediate_dim": 4 * size["hidden"], "num_heads": size["heads"],
               "vocabulary_size": size["vocab"]}
-    predicted = 16 * measured["params"] + memory.activation_bytes(
+    activations = memory.activation_bytes(
         config, sequences=size["batch"], sequence_length=size["seq_len"], remat=size["remat"])
+    predicted = 16 * measured["params"] + memory.tf_cpu_allocator_bytes(activations)
     assert predicted == pytest.approx(measured["peak_bytes"], rel=0.15), (predicted, measured)
