@@ -123,22 +123,30 @@ class Checkpointer:
         common = self._common_steps()
         if common is not None:
             candidates = [p for p in candidates if int(p.rsplit("-", 1)[1]) in common]
-        errors = []
-        for path in candidates:
-            try:
-                self.restore(path)
-            except Exception as e:  # noqa: BLE001 - any failure to load: try the previous one
-                log.warning("checkpoint %s failed to load (%s); trying the previous one", path, e)
-                errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                continue
-            bad = verify() if verify else None
-            if bad is None:
-                return path
-            log.warning("checkpoint %s: %s; trying the previous one", path, bad)
-            self.quarantine(path)
-        if errors:
-            raise RuntimeError("no checkpoint could be loaded:\n  " + "\n  ".join(errors))
-        return None
+        return restore_newest(candidates, self.restore, self.quarantine, verify)
+
+
+def restore_newest(candidates, restore, quarantine, verify=None) -> str | None:
+    """Restores the first of `candidates` (newest first) that loads and that `verify()`
+    accepts, for both checkpointers: an unloadable one is skipped (logged), one `verify`
+    refuses is `quarantine`d; `RuntimeError` listing every failure when none loaded, None when
+    there was nothing to restore."""
+    errors = []
+    for path in candidates:
+        try:
+            restore(path)
+        except Exception as e:  # noqa: BLE001 - any failure to load: try the previous one
+            log.warning("checkpoint %s failed to load (%s); trying the previous one", path, e)
+            errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            continue
+        bad = verify() if verify else None
+        if bad is None:
+            return path
+        log.warning("checkpoint %s: %s; trying the previous one", path, bad)
+        quarantine(path)
+    if errors:
+        raise RuntimeError("no checkpoint could be loaded:\n  " + "\n  ".join(errors))
+    return None
 
 
 def _task(strategy) -> tuple[bool, int]:

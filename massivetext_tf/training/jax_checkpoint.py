@@ -198,19 +198,7 @@ class ArrayCheckpointer:
     def restore_latest(self, verify=None) -> str | None:
         """Restores the newest loadable checkpoint that `verify()` accepts (None: nothing to
         restore); bad ones are quarantined, unloadable ones skipped."""
-        errors = []
-        for path in reversed(self._read_index()):
-            try:
-                self.restore(path)
-            except Exception as e:  # noqa: BLE001 - any failure to load: try the previous one
-                log.warning("checkpoint %s failed to load (%s); trying the previous one", path, e)
-                errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                continue
-            bad = verify() if verify else None
-            if bad is None:
-                return path
-            log.warning("checkpoint %s: %s; trying the previous one", path, bad)
-            self.quarantine(path)
-        if errors:
-            raise RuntimeError("no checkpoint could be loaded:\n  " + "\n  ".join(errors))
-        return None
+        from massivetext_tf.training.checkpoint import restore_newest
+
+        return restore_newest(list(reversed(self._read_index())), self.restore,
+                              self.quarantine, verify)

@@ -55,7 +55,7 @@ from massivetext_tf.training import run_dir as run_dir_lib
 from massivetext_tf.training import sharding
 from massivetext_tf.training.jax_checkpoint import ArrayCheckpointer
 from massivetext_tf.training.task import PretrainTask, is_preset_dir, model_input_keys
-from massivetext_tf.training.trainer import LoopOutput, eval_metrics
+from massivetext_tf.training.trainer import LoopOutput, eval_metrics, sample_text
 
 log = logging.getLogger("massivetext_tf.training")
 
@@ -420,21 +420,16 @@ class JaxTrainer:
         return eval_metrics(self.cfg, total, tokens)
 
     def sample_text(self) -> list[str]:
-        """Greedy continuations of trainer.sample_prompts (needs a preprocessor/tokenizer)."""
+        """Greedy continuations of trainer.sample_prompts (see `trainer.sample_text`); skipped
+        with several processes (keras-hub's generate runs in one)."""
         t = self.cfg.trainer
-        if getattr(self.model, "preprocessor", None) is None or not t.sample_prompts:
-            return []
         if self.num_processes > 1:
-            log.info("text samples skipped: keras-hub's generate runs in one process and this "
-                     "run has %d", self.num_processes)
+            if t.sample_prompts:
+                log.info("text samples skipped: keras-hub's generate runs in one process and "
+                         "this run has %d", self.num_processes)
             return []
-        try:
-            with self._scope():
-                outs = self.model.generate(list(t.sample_prompts), max_length=t.sample_length)
-            return [outs] if isinstance(outs, str) else list(outs)
-        except Exception as e:  # sampling is best effort; training must not die of it
-            log.warning("text sampling failed: %s", e)
-            return []
+        with self._scope():
+            return sample_text(self.model, t)
 
     # -- run state ------------------------------------------------------------------------------
 

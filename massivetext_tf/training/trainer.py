@@ -68,6 +68,20 @@ def eval_metrics(cfg, total: float, tokens: float) -> dict:
     return out
 
 
+def sample_text(model, t) -> list[str]:
+    """Greedy continuations of `t.sample_prompts` to `t.sample_length` tokens (`t`: a
+    `TrainerConfig`); [] without a preprocessor or prompts. Best effort: a failure is logged,
+    never raised (training must not die of a sample)."""
+    if getattr(model, "preprocessor", None) is None or not t.sample_prompts:
+        return []
+    try:
+        outs = model.generate(list(t.sample_prompts), max_length=t.sample_length)
+        return [outs] if isinstance(outs, str) else list(outs)
+    except Exception as e:  # noqa: BLE001
+        log.warning("text sampling failed: %s", e)
+        return []
+
+
 class Trainer:
     """Owns strategy, model, optimizer, iterators and checkpoints of one run, and the compiled
     gradient, update and evaluation programs.
@@ -379,15 +393,7 @@ class Trainer:
 
     def sample_text(self) -> list[str]:
         """Greedy continuations of trainer.sample_prompts (needs a preprocessor/tokenizer)."""
-        t = self.cfg.trainer
-        if getattr(self.model, "preprocessor", None) is None or not t.sample_prompts:
-            return []
-        try:
-            outs = self.model.generate(list(t.sample_prompts), max_length=t.sample_length)
-            return [outs] if isinstance(outs, str) else list(outs)
-        except Exception as e:  # sampling is best effort; training must not die of it
-            log.warning("text sampling failed: %s", e)
-            return []
+        return sample_text(self.model, self.cfg.trainer)
 
     # -- state ----------------------------------------------------------------------------------
 
