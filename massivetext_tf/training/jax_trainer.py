@@ -428,8 +428,8 @@ class JaxTrainer:
                 log.info("text samples skipped: keras-hub's generate runs in one process and "
                          "this run has %d", self.num_processes)
             return []
-        with self._scope():
-            return sample_text(self.model, t)
+        with self._scope():  # the prompts' batch is split over `data` like any other
+            return sample_text(self.model, t, batch_multiple=self.num_replicas)
 
     # -- run state ------------------------------------------------------------------------------
 

@@ -68,15 +68,18 @@ def eval_metrics(cfg, total: float, tokens: float) -> dict:
     return out
 
 
-def sample_text(model, t) -> list[str]:
+def sample_text(model, t, *, batch_multiple: int = 1) -> list[str]:
     """Greedy continuations of `t.sample_prompts` to `t.sample_length` tokens (`t`: a
-    `TrainerConfig`); [] without a preprocessor or prompts. Best effort: a failure is logged,
-    never raised (training must not die of a sample)."""
+    `TrainerConfig`); [] without a preprocessor or prompts. `batch_multiple`: the prompts are
+    padded (with the last one) to a multiple of it, for a batch split over that many devices.
+    Best effort: a failure is logged, never raised (training must not die of a sample)."""
     if getattr(model, "preprocessor", None) is None or not t.sample_prompts:
         return []
+    prompts = list(t.sample_prompts)
+    padded = prompts + prompts[-1:] * (-len(prompts) % batch_multiple)
     try:
-        outs = model.generate(list(t.sample_prompts), max_length=t.sample_length)
-        return [outs] if isinstance(outs, str) else list(outs)
+        outs = model.generate(padded, max_length=t.sample_length)
+        return ([outs] if isinstance(outs, str) else list(outs))[: len(prompts)]
     except Exception as e:  # noqa: BLE001
         log.warning("text sampling failed: %s", e)
         return []

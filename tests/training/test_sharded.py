@@ -94,7 +94,9 @@ def runs(tmp_path_factory):
     out["tf"] = train(config, root / "tf", "--strategy", "one_device")
     out["jax"] = train(config, root / "jax", "--backend", "jax", "--strategy", "one_device")
     out["sharded"] = train(config, root / "sharded", "--backend", "jax", *MESH,
-                           "--set", "runtime.remat=block", devices=EIGHT_DEVICES)
+                           "--set", "runtime.remat=block",
+                           "--set", "trainer.sample_prompts=[to be]",  # 1 row: padded to 2
+                           devices=EIGHT_DEVICES)
     return out
 
 
@@ -116,6 +118,15 @@ def test_sharded_losses_match_unsharded_jax_and_tensorflow(runs):
         assert list((root / name / "tensorboard").glob("events.out.tfevents.*")), name
         assert (root / name / "preset" / "model.weights.h5").exists(), name
         assert (root / name / "config.yaml").exists(), name
+    # The text samples at each evaluation: the one-prompt batch padded over the data axis.
+    import tensorflow as tf
+
+    samples = [(e.step, tf.make_ndarray(v.tensor).item().decode("utf-8"))
+               for f in (root / "sharded" / "tensorboard").glob("events.out.tfevents.*")
+               for e in tf.compat.v1.train.summary_iterator(str(f))
+               for v in e.summary.value if v.tag.startswith("samples/")]
+    assert sorted(step for step, _ in samples) == [10, 20], samples
+    assert all(text.startswith("to be") for _, text in samples), samples
 
 
 def test_each_device_holds_a_quarter_of_every_sharded_weight(runs):
