@@ -172,19 +172,10 @@ class JaxTrainer:
 
         resuming = run_dir_lib.has_checkpoint(self.model_dir)
         with self._scope():
-            try:
-                self.model = self.task.create_model(initialize=not resuming)
-            except ValueError as e:
-                if self.distribution is not None and "divisible" in str(e):
-                    raise ValueError(f"runtime.mesh: model={self.mesh['model']} does not divide "
-                                     f"a sharded dimension of {cfg.model.preset} (heads, "
-                                     f"feed-forward width, vocabulary): {e}") from None
-                raise
+            self.model = self.task.create_model(initialize=not resuming)
             self.optimizer = opt_lib.build_optimizer(
                 cfg.optimizer, train_steps=cfg.trainer.train_steps, model=self.model)
             self.optimizer.build(self.model.trainable_variables)
-        if self.distribution is not None:
-            sharding.check_divisible(self.model, self.mesh)
         self.step = StepCounter()
         self.input_keys = model_input_keys(self.model)
         self.num_params = int(sum(np.prod(v.shape) for v in self.model.trainable_variables))

@@ -71,27 +71,38 @@ def distribution(rt):
     import jax
     import keras
 
+    class CheckedModelParallel(keras.distribution.ModelParallel):
+        """ModelParallel that names the weight and runtime.mesh when the model axis does not
+        divide a dimension it splits (jax's own error names neither), before any array is
+        placed."""
+
+        def get_variable_layout(self, variable):
+            check_shape(variable.path, tuple(variable.shape), shape)
+            return super().get_variable_layout(variable)
+
     devices = jax.devices()
     shape = mesh_shape(rt, len(devices))
     n = shape["data"] * shape["model"]
     mesh = keras.distribution.DeviceMesh((shape["data"], shape["model"]), ("data", "model"),
                                          devices=devices[:n])
-    return keras.distribution.ModelParallel(layout_map=layout_map(mesh), batch_dim_name="data")
+    return CheckedModelParallel(layout_map=layout_map(mesh), batch_dim_name="data")
+
+
+def check_shape(path: str, dims: tuple, shape: dict) -> None:
+    """`ValueError` naming runtime.mesh and the weight when the `model` axis of mesh `shape`
+    does not divide a dimension the layout rules split (XLA would refuse, or pad)."""
+    m = shape["model"]
+    for dim, axis in zip(dims, rule_for(path) or ()):
+        if axis == "model" and dim % m:
+            raise ValueError(f"runtime.mesh: model={m} does not divide {path} {dims} "
+                             f"(dimension {dim}); pick a model axis that divides the heads, "
+                             "the feed-forward width and the vocabulary")
 
 
 def check_divisible(model, shape: dict) -> None:
-    """Every sharded dimension divides by the `model` axis (else XLA pads silently and the
-    memory figures lie); `ValueError` naming the weight and the mesh."""
-    m = shape["model"]
+    """`check_shape` for every weight of `model`."""
     for v in model.weights:
-        layout = rule_for(v.path)
-        if layout is None:
-            continue
-        for dim, axis in zip(v.shape, layout):
-            if axis == "model" and dim % m:
-                raise ValueError(f"runtime.mesh: model={m} does not divide {v.path} "
-                                 f"{tuple(v.shape)} (dimension {dim}); pick a model axis that "
-                                 "divides the heads, the feed-forward width and the vocabulary")
+        check_shape(v.path, tuple(v.shape), shape)
 
 
 def rule_for(path: str):

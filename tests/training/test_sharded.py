@@ -299,3 +299,18 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(runs):
     assert sorted(train_losses(run)) == list(range(1, STEPS + 3))
     assert not (run / "metrics_superseded.jsonl").exists()
     assert all(np.isfinite(train_losses(run)[s]) for s in (STEPS + 1, STEPS + 2))
+
+
+def test_a_model_axis_that_does_not_divide_the_heads_exits_2_naming_the_weight(tmp_path):
+    """gopher_tiny has 4 heads: model=8 cannot split them. One line naming runtime.mesh and the
+    weight (jax's own error names neither), before anything is written."""
+    cmd = [sys.executable, "-m", "massivetext_tf", "train", "--config", "gopher_tiny",
+           "--data", "synthetic", "--backend", "jax", "--strategy", "model_parallel",
+           "--mesh", "data=1,model=8", "--model-dir", str(tmp_path / "run"), "--train-steps", "2"]
+    proc = subprocess.run(cmd, env=_env(EIGHT_DEVICES), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: runtime.mesh: model=8 does not divide transformer_layer_0/"
+                           "attention/relative_kernel (64, 4, 16)"), last
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
