@@ -282,9 +282,12 @@ class ZooTuner(keras_tuner.engine.base_tuner.BaseTuner):
 
 
 def _release_memory():
-    import keras
+    """Frees a finished trial's model and optimizer (the trial dropped its references).
 
-    keras.backend.clear_session()
+    Not `keras.backend.clear_session()`: on TensorFlow it clears the eager kernel cache, which
+    destroys the resources of kernels still in use by the caller's live objects (a
+    SentencePiece tokenizer then fails with "Resource ... does not exist"), and it resets
+    Keras' global settings (dtype policy, distribution) under the caller's feet."""
     gc.collect()
 
 

@@ -280,3 +280,22 @@ def test_bayesian_search_proposes_after_its_initial_points(tmp_path):
     assert len(set(lrs)) == 3 and all(3e-4 <= lr <= 3e-3 for lr in lrs)
     assert all(r["status"] == "COMPLETED" for r in out["trials"])
     assert type(out["tuner"].oracle).__name__ == "BayesianOptimizationOracle"
+
+
+def test_releasing_a_trials_memory_keeps_the_callers_tokenizer_working():
+    """Between trials the tuner frees memory; it must not clear TensorFlow's kernel cache (as
+    `keras.backend.clear_session()` does), which destroyed a live SentencePiece tokenizer's
+    resource ("Resource ... does not exist") and failed a later in-process evaluation."""
+    import keras
+    import tensorflow_text as tf_text
+
+    from massivetext_tf.tuning import search
+
+    fixture = pathlib.Path(__file__).resolve().parents[1] / "models/fixtures/t5/v1_0/spiece.model"
+    tok = tf_text.SentencepieceTokenizer(model=fixture.read_bytes(), out_type=tf.int32)
+    tokenize = tf.function(lambda s: tok.tokenize(s))
+    before = tokenize(tf.constant(["to be or not"])).to_list()
+    policy = keras.config.dtype_policy().name
+    search._release_memory()
+    assert tokenize(tf.constant(["to be or not"])).to_list() == before
+    assert keras.config.dtype_policy().name == policy
